@@ -1,0 +1,1 @@
+"""Placeholder until issues #5/#6 land: photonic and systolic hardware simulators."""
