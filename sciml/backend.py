@@ -276,13 +276,15 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     sharding = NamedSharding(mesh, PartitionSpec())
 
     def place(leaf):
-        if isinstance(leaf, (jax.Array, np.ndarray)):
-            if jax.process_count() > 1:
-                return jax.make_array_from_callback(
-                    np.shape(leaf), sharding, lambda idx, leaf=leaf: np.asarray(leaf)[idx]
-                )
+        if not isinstance(leaf, (jax.Array, np.ndarray)):
+            return leaf
+        if jax.process_count() == 1:
             return jax.device_put(leaf, sharding)
-        return leaf
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = place(jax.random.key_data(leaf))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree_util.tree_map(place, tree)
 

@@ -1,7 +1,14 @@
 """Shared test helpers (import as `from tests.helpers import ...`)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+
+def _host(x):
+    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.atleast_1d(np.asarray(x))
 
 
 def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8) -> bool:
@@ -11,17 +18,17 @@ def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8) -> bool:
     if xdef != ydef:
         return False
     return all(
-        np.shape(a) == np.shape(b) and np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+        np.shape(a) == np.shape(b) and np.allclose(_host(a), _host(b), rtol=rtol, atol=atol)
         for a, b in zip(xs, ys)
     )
 
 
 def tree_equal_bits(x, y) -> bool:
-    """True when two pytrees are identical bit for bit."""
+    """True when two pytrees are identical bit for bit (typed PRNG keys compared by key data)."""
     xs, xdef = jax.tree_util.tree_flatten(x)
     ys, ydef = jax.tree_util.tree_flatten(y)
     return xdef == ydef and all(
-        np.asarray(a).dtype == np.asarray(b).dtype
-        and np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+        _host(a).dtype == _host(b).dtype
+        and np.array_equal(_host(a).view(np.uint8), _host(b).view(np.uint8))
         for a, b in zip(xs, ys)
     )
