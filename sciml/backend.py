@@ -345,6 +345,18 @@ def _kind(dtype: np.dtype) -> str:
     return "other"
 
 
+def _common_float(da: np.dtype, db: np.dtype) -> np.dtype:
+    def bits(d):  # precision of the real part
+        return np.dtype(d).itemsize * 8 // (2 if jnp.issubdtype(d, jnp.complexfloating) else 1)
+
+    wide = da if bits(da) >= bits(db) else db
+    if jnp.issubdtype(da, jnp.complexfloating) or jnp.issubdtype(db, jnp.complexfloating):
+        return np.dtype(jnp.complex128 if bits(wide) > 32 else jnp.complex64)
+    if bits(da) == bits(db):  # float16 vs bfloat16: neither holds the other
+        return np.dtype(jnp.float32)
+    return np.dtype(wide)
+
+
 def matmul(
     a: jax.Array,
     b: jax.Array,
@@ -389,9 +401,9 @@ def matmul(
         out_t = jnp.int32 if preferred_element_type is None else preferred_element_type
         return jnp.matmul(a, b, preferred_element_type=out_t)
     if a.dtype != b.dtype:
-        # promote_types is the lattice itself: an explicit, documented promotion even when the
-        # caller runs with strict dtype promotion.
-        common = jnp.promote_types(a.dtype, b.dtype)
+        # An explicit, documented promotion (valid under strict dtype promotion too): the wider
+        # precision wins, and a real operand joins a complex one as complex.
+        common = _common_float(a.dtype, b.dtype)
         a, b = a.astype(common), b.astype(common)
     return jnp.matmul(
         a, b, precision=jax.lax.Precision.HIGHEST, preferred_element_type=preferred_element_type
