@@ -60,8 +60,9 @@ class History:
         loss: the loss of every step taken in this call, in order (``loss[i]`` is step
             ``first_step + i``, evaluated at the parameters *before* that step's update).
         first_step: the step count the call started from (non-zero after a resume).
-        compile_seconds: time to trace, lower and compile the step (paid once per call).
-        run_seconds: wall time of the steps themselves.
+        compile_seconds: time to trace, lower and compile the step, plus the first step that
+            triggers the compilation (paid once per call).
+        run_seconds: wall time of the other steps.
         state: the final :class:`TrainState` (save it with ``save_checkpoint`` to resume later).
         stopped_early: a callback asked to stop.
     """
@@ -75,7 +76,9 @@ class History:
 
     @property
     def steps_per_second(self) -> float:
-        return len(self.loss) / self.run_seconds if self.run_seconds > 0 else math.inf
+        """Steady-state rate: the steps after the first (compiling) one over ``run_seconds``."""
+        timed = max(len(self.loss) - 1, 0)
+        return timed / self.run_seconds if self.run_seconds > 0 else math.nan
 
 
 class StepInfo:
@@ -222,8 +225,8 @@ def fit(
 
     Each step draws ``key, sub = split(key)``, computes ``loss_fn(model, batch, sub)`` and its gradient
     with respect to the model's floating-point array leaves, and applies ``optimizer``. The step is
-    traced and compiled once per call (ahead of time; ``History.compile_seconds``), then reused for
-    every batch: batches must keep their shapes.
+    traced once per call (errors in ``loss_fn`` surface before training starts), compiled on the first
+    step (``History.compile_seconds``), then reused for every batch: batches must keep their shapes.
 
     Args:
         model: an equinox Module (e.g. ``sciml.nn.MLP``) or ``sciml.nn.from_flax(nnx_model)``; any
@@ -365,6 +368,11 @@ def fit(
             if i > start and source.argument:
                 batch_placed = strategy.place_batch(source.next())
             placed, loss = compiled(placed, batch_placed)
+            if i == start:  # XLA compiles on the first call: count it as compile time
+                jax.block_until_ready(loss)
+                t_first = time.perf_counter()
+                compile_seconds += t_first - t1
+                t1 = t_first
             pending.append(strategy.local_loss(loss))
             if len(pending) >= log_every:
                 drain()

@@ -39,7 +39,8 @@ class AbstractParallel(eqx.Module):
 
     @abc.abstractmethod
     def compile(self, step: Callable, state: Any, batch: Any) -> Callable:
-        """Trace, lower and compile ``step(state, batch) -> (state, loss)`` ahead of time."""
+        """Wrap ``step(state, batch) -> (state, loss)`` in its transformation and trace it once
+        for these arguments (errors in the user's code surface here); XLA compiles on first call."""
 
     @abc.abstractmethod
     def local_state(self, state: Any) -> Any:
@@ -63,7 +64,10 @@ class AbstractParallel(eqx.Module):
 
 
 def _aot(jitted, *args):
-    return jitted.lower(*args).compile()
+    # Lowering traces now and caches the trace, so the first call only compiles. (An AOT
+    # ``.compile()`` executable would be called through a slower Python path on every step.)
+    jitted.lower(*args)
+    return jitted
 
 
 class SingleDevice(AbstractParallel):

@@ -1,0 +1,1 @@
+"""Benchmarks, kept out of the library and the default test suite (`make bench`)."""
