@@ -326,10 +326,12 @@ def fit(
         new = TrainState(eqx.combine(params, frozen), opt_state, st.step + 1, next_key)
         return eqx.filter(new, eqx.is_array), loss
 
+    if start == steps:  # nothing left to do (e.g. resuming a finished run)
+        return state.model, History(np.zeros((0,)), start, 0.0, 0.0, state)
     source.skip(start)
     t0 = time.perf_counter()
     placed = strategy.place_state(dynamic)
-    first = source.next() if source.argument and start < steps else None
+    first = source.next() if source.argument else None
     first_placed = strategy.place_batch(first) if first is not None else None
     try:
         compiled = strategy.compile(step_fn, placed, first_placed)

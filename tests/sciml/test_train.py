@@ -278,3 +278,17 @@ def test_fit_trains_a_flax_nnx_model():
     back = sciml.nn.to_flax(trained)
     x, _ = make_data()
     np.testing.assert_allclose(back(x), jax.vmap(trained)(x), rtol=1e-6, atol=1e-6)
+
+
+def test_zero_steps_and_finished_resume_return_the_state():
+    model = make_model()
+    same, hist = fit(model, loss_fn, make_data(), optax.adam(1e-2), steps=0, key=jax.random.key(0))
+    assert same is model and len(hist.loss) == 0 and int(hist.state.step) == 0
+    _, h3 = fit(model, loss_fn, make_data(), optax.adam(1e-2), steps=3, key=jax.random.key(0),
+                progress=False)
+    again, h = fit(model, loss_fn, make_data(), optax.adam(1e-2), steps=3, key=jax.random.key(0),
+                   resume=h3.state)
+    assert len(h.loss) == 0 and tree_equal_bits(_params(again), _params(h3.state.model))
+    with pytest.raises(ValueError, match="smaller than the resumed state's step count 3"):
+        fit(model, loss_fn, make_data(), optax.adam(1e-2), steps=2, key=jax.random.key(0),
+            resume=h3.state)
