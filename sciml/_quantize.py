@@ -1,16 +1,17 @@
 """Uniform integer quantisation: :func:`quantize`, :func:`dequantize`, :func:`fake_quantize`.
 
-A real tensor ``x`` is mapped to ``b``-bit integer codes ``q`` by a scale ``s > 0`` and an integer zero
-point ``z``::
+A real tensor ``x`` is mapped to ``b``-bit integer codes ``q`` by a scale ``s > 0`` and an integer
+zero point ``z``::
 
     q = clip(round(x / s) + z, q_min, q_max)          (round half to even, saturating)
     x_hat = (q - z) * s                               (dequantisation)
 
 Two schemes are supported:
 
-* ``"symmetric"``: signed codes, ``z = 0``, ``s = max|x| / (2^(b-1) - 1)``. With ``narrow_range=True``
-  (default) the codes are ``[-(2^(b-1) - 1), 2^(b-1) - 1]``, symmetric about 0, as int8 weight
-  quantisation uses; with ``narrow_range=False`` the extra code ``-2^(b-1)`` is allowed.
+* ``"symmetric"``: signed codes, ``z = 0``, ``s = max|x| / (2^(b-1) - 1)``. With
+  ``narrow_range=True`` (default) the codes are ``[-(2^(b-1) - 1), 2^(b-1) - 1]``, symmetric about
+  0, as int8 weight quantisation uses; with ``narrow_range=False`` the extra code ``-2^(b-1)`` is
+  allowed.
 * ``"affine"`` (asymmetric): unsigned codes ``[0, 2^b - 1]``; the range ``[min x, max x]`` is first
   extended to contain 0, then ``s = (max - min) / (2^b - 1)`` and ``z = round(-min / s)``, so that
   ``x = 0`` maps to the code ``z`` and dequantises to exactly 0.
@@ -20,12 +21,12 @@ stored with ``keepdims`` shape (``(1, ..., 1)`` per tensor, ``(1, .., C, .., 1)`
 that ``(q - z) * s`` broadcasts, also after a ``vmap`` has added a batch dimension in front.
 
 Reference: B. Jacob et al., "Quantization and Training of Neural Networks for Efficient
-Integer-Arithmetic-Only Inference", CVPR 2018 (the affine scheme and the fake-quantisation training).
+Integer-Arithmetic-Only Inference", CVPR 2018 (the affine scheme, fake-quantisation training).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -80,25 +81,27 @@ class Quantized(eqx.Module):
     """A quantised tensor: integer codes with their scale and zero point.
 
     Represents ``x_hat = (values - zero_point) * scale`` (see :func:`dequantize`). Built by
-    :func:`quantize`; a pytree whose array leaves are ``values``, ``scale`` and ``zero_point`` and whose
-    static (hashable) configuration is ``bits``, ``scheme`` and ``axis``, so jit does not recompile when
-    only the data change.
+    :func:`quantize`; a pytree whose array leaves are ``values``, ``scale`` and ``zero_point`` and
+    whose static (hashable) configuration is ``bits``, ``scheme`` and ``axis``, so jit does not
+    recompile when only the data change.
 
     Attributes:
         values: the integer codes, shape of the original ``x``; int8/int16 (symmetric) or
             uint8/uint16 (affine), the narrowest dtype holding ``bits`` bits.
         scale: positive float scale, dtype of the original ``x``, keepdims shape (``(1,)*ndim`` per
             tensor, size ``C`` along ``axis`` per channel).
-        zero_point: integer zero point, same dtype as ``values`` and same shape as ``scale``; all 0 for
-            the symmetric scheme.
+        zero_point: integer zero point, same dtype as ``values`` and same shape as ``scale``; all 0
+            for the symmetric scheme.
         bits: number of bits, ``2 <= bits <= 16``.
         scheme: ``"symmetric"`` or ``"affine"``.
-        axis: the channel axis (non-negative, relative to the un-batched ``x``) or ``None`` per tensor.
+        axis: the channel axis (non-negative, relative to the un-batched ``x``), or ``None`` per
+            tensor.
 
     Raises:
-        ValueError / TypeError: at construction, when the leaves' dtypes or shapes do not match the
-            configuration (checked in ``__check_init__``; the code ranges themselves are not checked,
-            as that would need concrete values).
+        TypeError: at construction, a leaf's dtype does not match the configuration.
+        ValueError: at construction, ``bits``/``scheme``/``axis`` are invalid or the shapes of
+            ``scale``/``zero_point`` are not the keepdims shape (checked in ``__check_init__``; the
+            code ranges are not checked, as that would need concrete values).
     """
 
     values: Integer[Array, "..."] = eqx.field(converter=jnp.asarray)
@@ -114,8 +117,8 @@ class Quantized(eqx.Module):
         expected = _storage_dtype(self.bits, self.scheme)
         if self.values.dtype != expected:
             raise TypeError(
-                f"`values` of a {self.bits}-bit {self.scheme} Quantized must have dtype {expected}, "
-                f"got {self.values.dtype}"
+                f"`values` of a {self.bits}-bit {self.scheme} Quantized must have dtype "
+                f"{expected}, got {self.values.dtype}"
             )
         if self.zero_point.dtype != expected:
             raise TypeError(
@@ -126,11 +129,13 @@ class Quantized(eqx.Module):
             raise TypeError(f"`scale` must be a real floating array, got dtype {self.scale.dtype}")
         ndim = self.values.ndim
         if self.axis is not None and (
-            isinstance(self.axis, bool) or not isinstance(self.axis, int) or not 0 <= self.axis < ndim
+            isinstance(self.axis, bool)
+            or not isinstance(self.axis, int)
+            or not 0 <= self.axis < ndim
         ):
             raise ValueError(
-                f"`axis` of a Quantized must be None or an int in [0, {ndim}) (values.ndim={ndim}), "
-                f"got {self.axis!r}"
+                f"`axis` of a Quantized must be None or an int in [0, {ndim}) "
+                f"(values.ndim={ndim}), got {self.axis!r}"
             )
         keep = _keep_shape(self.values.shape, self.axis)
         if self.scale.shape != keep or self.zero_point.shape != keep:
@@ -162,8 +167,8 @@ def _check_x(x: Any) -> Array:
 def _check_bits(bits: Any) -> int:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
         raise ValueError(
-            f"`bits` must be an int in [{_MIN_BITS}, {_MAX_BITS}], got {type(bits).__name__} {bits!r}"
-            " (under jax.jit, mark `bits` static)"
+            f"`bits` must be an int in [{_MIN_BITS}, {_MAX_BITS}], got "
+            f"{type(bits).__name__} {bits!r} (under jax.jit, mark `bits` static)"
         )
     if not _MIN_BITS <= bits <= _MAX_BITS:
         raise ValueError(f"`bits` must be an int in [{_MIN_BITS}, {_MAX_BITS}], got {bits}")
@@ -186,35 +191,25 @@ def _check_axis(axis: Any, ndim: int) -> int | None:
         )
     if not -ndim <= axis < ndim:
         raise ValueError(
-            f"`axis` must be None or in [{-ndim}, {ndim}) for `x` with x.ndim={ndim}, got axis={axis}"
+            f"`axis` must be None or an int in [{-ndim}, {ndim}) for `x` with x.ndim={ndim}, "
+            f"got axis={axis}"
         )
     return int(axis) % ndim
 
 
 def _check_scale(scale: Any, dtype: np.dtype, keep: tuple[int, ...], axis: int | None) -> Array:
+    """dtype and shape of a user scale (its values are checked inside jit, by `error_if`)."""
     try:
         s = jnp.asarray(scale)
     except TypeError as e:
         raise TypeError(f"`scale` must be a positive real array, got {type(scale).__name__}") from e
     if not (jnp.issubdtype(s.dtype, jnp.floating) or jnp.issubdtype(s.dtype, jnp.integer)):
         raise TypeError(f"`scale` must be a positive real array, got dtype {s.dtype}")
-    s = s.astype(dtype)
-    if axis is not None and s.ndim == 1 and len(keep) > 1:
-        # Convenience: a per-channel scale given as a flat (C,) vector.
-        s = s.reshape(keep) if s.shape[0] == keep[axis] else s
-    try:
-        s = jnp.broadcast_to(s, keep)
-    except ValueError as e:
-        expected = "a scalar" if axis is None else f"shape {keep} or ({keep[axis]},)"
-        raise ValueError(
-            f"`scale` must be {expected} for x of this shape and axis={axis}, got shape {s.shape}"
-        ) from e
-    return eqx.error_if(
-        s, jnp.any(~(jnp.isfinite(s) & (s > 0))), "`scale` must be positive and finite"
-    )
+    return _broadcast_param(s.astype(dtype), "scale", keep, axis)
 
 
-def _check_zero_point(zp: Any, keep: tuple[int, ...], axis: int | None, lo: int, hi: int) -> Array:
+def _check_zero_point(zp: Any, keep: tuple[int, ...], axis: int | None) -> Array:
+    """dtype and shape of a user zero point (its range is checked inside jit)."""
     try:
         z = jnp.asarray(zp)
     except TypeError as e:
@@ -224,36 +219,36 @@ def _check_zero_point(zp: Any, keep: tuple[int, ...], axis: int | None, lo: int,
             f"`zero_point` must be an integer array, got dtype {z.dtype}; round and cast it, e.g. "
             "`jnp.round(z).astype(jnp.int32)`"
         )
-    z = z.astype(jnp.int32)
-    if axis is not None and z.ndim == 1 and len(keep) > 1:
-        z = z.reshape(keep) if z.shape[0] == keep[axis] else z
+    return _broadcast_param(z.astype(jnp.int32), "zero_point", keep, axis)
+
+
+def _broadcast_param(p: Array, name: str, keep: tuple[int, ...], axis: int | None) -> Array:
+    if axis is not None and p.ndim == 1 and len(keep) > 1 and p.shape[0] == keep[axis]:
+        p = p.reshape(keep)  # convenience: a per-channel parameter given as a flat (C,) vector
     try:
-        z = jnp.broadcast_to(z, keep)
+        return jnp.broadcast_to(p, keep)
     except ValueError as e:
         expected = "a scalar" if axis is None else f"shape {keep} or ({keep[axis]},)"
         raise ValueError(
-            f"`zero_point` must be {expected} for x of this shape and axis={axis}, got shape {z.shape}"
+            f"`{name}` must be {expected} for `x` of shape-with-keepdims {keep} (axis={axis}), "
+            f"got shape {p.shape}"
         ) from e
-    return eqx.error_if(
-        z, jnp.any((z < lo) | (z > hi)), f"`zero_point` must lie in the code range [{lo}, {hi}]"
-    )
 
 
-# --------------------------------------------------------------------------------------------------
-# Quantise / dequantise
-# --------------------------------------------------------------------------------------------------
+class _Config(NamedTuple):
+    """The static (hashable) configuration of one quantiser, validated."""
+
+    bits: int
+    scheme: str
+    axis: int | None
+    lo: int
+    hi: int
 
 
-def _quantize(
-    x: Any,
-    bits: Any,
-    scheme: Any,
-    axis: Any,
-    narrow_range: Any,
-    scale: Any,
-    zero_point: Any,
-) -> tuple[Quantized, Bool[Array, "..."]]:
-    """:func:`quantize`, also returning the mask of codes that were *not* saturated."""
+def _prepare(
+    x: Any, bits: Any, scheme: Any, axis: Any, narrow_range: Any, scale: Any, zero_point: Any
+) -> tuple[Array, Array | None, Array | None, _Config]:
+    """The boundary checks that need no array values (ValueError/TypeError naming the argument)."""
     x = _check_x(x)
     bits = _check_bits(bits)
     scheme = _check_scheme(scheme)
@@ -263,14 +258,6 @@ def _quantize(
             f"`narrow_range` must be a Python bool, got {type(narrow_range).__name__} "
             "(under jax.jit, mark it static)"
         )
-    lo, hi = _code_range(bits, scheme, bool(narrow_range))
-    keep = _keep_shape(x.shape, axis)
-    reduce_axes = tuple(i for i in range(x.ndim) if i != axis)
-    cdt = _compute_dtype(x.dtype)
-
-    x = eqx.error_if(x, jnp.any(jnp.isnan(x)), "`x` contains NaN; cannot quantize")
-    xc = x.astype(cdt)
-
     if scheme == "symmetric" and zero_point is not None:
         raise ValueError(
             "`zero_point` is only for scheme='affine'; the symmetric scheme has zero_point 0 "
@@ -282,6 +269,31 @@ def _quantize(
             f"(got scale={'None' if scale is None else 'an array'}, "
             f"zero_point={'None' if zero_point is None else 'an array'})"
         )
+    keep = _keep_shape(x.shape, axis)
+    if scale is not None:
+        scale = _check_scale(scale, x.dtype, keep, axis)
+    if zero_point is not None:
+        zero_point = _check_zero_point(zero_point, keep, axis)
+    lo, hi = _code_range(bits, scheme, bool(narrow_range))
+    return x, scale, zero_point, _Config(bits, scheme, axis, lo, hi)
+
+
+# Jitted cores: one compilation per (shape, dtype, config) instead of one per primitive when called
+# eagerly; inlined as a nested call when the caller is already under jit.
+
+
+@eqx.filter_jit
+def _quantize_core(
+    x: Array, scale: Array | None, zp: Array | None, cfg: _Config
+) -> tuple[Quantized, Bool[Array, "..."]]:
+    """The array part of :func:`quantize`, also returning the mask of codes *not* saturated."""
+    lo, hi = cfg.lo, cfg.hi
+    keep = _keep_shape(x.shape, cfg.axis)
+    reduce_axes = tuple(i for i in range(x.ndim) if i != cfg.axis)
+    cdt = _compute_dtype(x.dtype)
+
+    x = eqx.error_if(x, jnp.any(jnp.isnan(x)), "`x` contains NaN; cannot quantize")
+    xc = x.astype(cdt)
 
     if scale is None:
         xc = eqx.error_if(
@@ -289,7 +301,7 @@ def _quantize(
             jnp.any(jnp.isinf(xc)),
             "`x` contains inf; cannot derive a finite scale from it (pass `scale` to saturate)",
         )
-        if scheme == "symmetric":
+        if cfg.scheme == "symmetric":
             x_max = jnp.max(jnp.abs(xc), axis=reduce_axes, keepdims=True)
             raw = x_max / hi
         else:
@@ -302,34 +314,36 @@ def _quantize(
         raw = jnp.where(raw > 0, raw, 1.0)
         # Store the scale in x's dtype and quantise with that stored value, so that quantize and
         # dequantize agree; the floor keeps a tiny range from underflowing to a zero scale.
-        scale_s = jnp.maximum(raw.astype(x.dtype), jnp.finfo(x.dtype).tiny)
-        scale_c = scale_s.astype(cdt)
-        if scheme == "symmetric":
+        scale = jnp.maximum(raw.astype(x.dtype), jnp.finfo(x.dtype).tiny)
+        if cfg.scheme == "symmetric":
             zp = jnp.zeros(keep, jnp.int32)
         else:
-            zp = jnp.clip(jnp.round(-x_min / scale_c), lo, hi).astype(jnp.int32)
+            zp = jnp.clip(jnp.round(-x_min / scale.astype(cdt)), lo, hi).astype(jnp.int32)
     else:
-        scale_s = _check_scale(scale, x.dtype, keep, axis)
-        scale_c = scale_s.astype(cdt)
-        if zero_point is None:
+        bad_scale = jnp.any(~(jnp.isfinite(scale) & (scale > 0)))
+        scale = eqx.error_if(scale, bad_scale, "`scale` must be positive and finite")
+        if zp is None:
             zp = jnp.zeros(keep, jnp.int32)
         else:
-            zp = _check_zero_point(zero_point, keep, axis, lo, hi)
+            bad_zp = jnp.any((zp < lo) | (zp > hi))
+            zp = eqx.error_if(zp, bad_zp, f"`zero_point` must lie in the code range [{lo}, {hi}]")
 
-    # round(x/s) + z, clipped in float *before* the integer cast (a huge x/s must saturate, not wrap).
-    r = jnp.round(xc / scale_c)
+    # round(x/s) + z, clipped in float *before* the integer cast: a huge x/s saturates, never wraps.
+    # Note: XLA's vectorised division on CPU is not always correctly rounded, so at an exact .5
+    # boundary a code may differ by one from NumPy's; the error bound s/2 is unaffected.
+    r = jnp.round(xc / scale.astype(cdt))
     zp_c = zp.astype(cdt)
     r_lo, r_hi = lo - zp_c, hi - zp_c
     unsaturated = (r >= r_lo) & (r <= r_hi)
     codes = jnp.clip(r, r_lo, r_hi).astype(jnp.int32) + zp
-    store = _storage_dtype(bits, scheme)
+    store = _storage_dtype(cfg.bits, cfg.scheme)
     q = Quantized(
         values=codes.astype(store),
-        scale=scale_s,
+        scale=scale,
         zero_point=zp.astype(store),
-        bits=bits,
-        scheme=scheme,
-        axis=axis,
+        bits=cfg.bits,
+        scheme=cfg.scheme,
+        axis=cfg.axis,
     )
     return q, unsaturated
 
@@ -350,27 +364,28 @@ def quantize(
 
     * ``scheme="symmetric"``: ``z = 0``, ``s = max|x| / (2^(b-1) - 1)``, codes in
       ``[-(2^(b-1) - 1), 2^(b-1) - 1]`` (``narrow_range=True``) or ``[-2^(b-1), 2^(b-1) - 1]``.
-    * ``scheme="affine"``: codes in ``[0, 2^b - 1]``; with ``m = min(min x, 0)``, ``M = max(max x, 0)``:
-      ``s = (M - m) / (2^b - 1)`` and ``z = clip(round(-m / s), 0, 2^b - 1)``. 0 is exact.
+    * ``scheme="affine"``: codes in ``[0, 2^b - 1]``; with ``m = min(min x, 0)`` and
+      ``M = max(max x, 0)``: ``s = (M - m) / (2^b - 1)``, ``z = clip(round(-m / s), 0, 2^b - 1)``.
+      0 is exact.
 
     Inside the range, ``|x - dequantize(q)| <= s / 2``; outside (only with a user ``scale``) codes
     saturate at ``q_min``/``q_max``. The minimum and maximum are taken over the whole tensor
-    (``axis=None``) or over every axis but ``axis`` (per channel). An all-zero tensor or channel gets
-    ``s = 1``; a scale that would underflow in ``x``'s dtype is raised to its smallest normal number.
-    The stored scale has ``x``'s dtype and the codes are computed with that stored value (arithmetic in
-    at least float32). Note the tie rule applies to ``x / s`` before ``z`` is added (as in PyTorch and
-    TFLite): ``round(x / s) + z``, not ``round(x / s + z)``.
+    (``axis=None``) or over every axis but ``axis`` (per channel). An all-zero tensor or channel
+    gets ``s = 1``; a scale that would underflow in ``x``'s dtype is raised to its smallest normal
+    number. The stored scale has ``x``'s dtype and the codes are computed with that stored value
+    (arithmetic in at least float32). The tie rule applies to ``x / s`` before ``z`` is added (as in
+    PyTorch and TFLite): ``round(x / s) + z``, not ``round(x / s + z)``.
 
     Args:
         x: real floating array (float16/bfloat16/float32/float64).
         bits: number of bits, an int with ``2 <= bits <= 16`` (static under jit).
         scheme: ``"symmetric"`` or ``"affine"`` (static under jit).
-        axis: ``None`` for one scale per tensor, or the channel axis (negative allowed) for one scale per
-            slice along it (static under jit). Stored non-negative in the result.
-        narrow_range: symmetric only (ignored for affine): drop the code ``-2^(b-1)`` so that the code
-            range is symmetric. A Python bool (static under jit).
-        scale: optional positive scale to use instead of the one derived from ``x``: a scalar per tensor,
-            or per channel shape ``(C,)`` or the keepdims shape. No gradient flows into it.
+        axis: ``None`` for one scale per tensor, or the channel axis (negative allowed) for one
+            scale per slice along it (static under jit). Stored non-negative in the result.
+        narrow_range: symmetric only (ignored for affine): drop the code ``-2^(b-1)`` so that the
+            code range is symmetric. A Python bool (static under jit).
+        scale: optional positive scale to use instead of the one derived from ``x``: a scalar per
+            tensor; per channel of shape ``(C,)`` or the keepdims shape. Cast to ``x``'s dtype.
         zero_point: optional integer zero point (affine only, given together with ``scale``), same
             shapes as ``scale``, within ``[0, 2^b - 1]``.
 
@@ -379,14 +394,15 @@ def quantize(
         scale and zero point of keepdims shape.
 
     Raises:
-        TypeError: ``x`` is not a real floating array; ``zero_point`` is not integer; ``narrow_range``
-            is not a bool.
+        TypeError: ``x`` is not a real floating array; ``zero_point`` is not integer;
+            ``narrow_range`` is not a bool.
         ValueError: ``bits`` not an int in [2, 16]; unknown ``scheme``; ``axis`` out of range for
             ``x.ndim``; a ``zero_point`` with the symmetric scheme, or only one of ``scale`` and
             ``zero_point`` for affine; ``scale``/``zero_point`` of the wrong shape.
-        EquinoxRuntimeError (eagerly) / JaxRuntimeError (under jit), both ``RuntimeError``: ``x``
-            contains NaN ("`x` contains NaN; cannot quantize"), ``x`` contains inf and no ``scale`` was
-            given, ``scale`` is not positive and finite, or ``zero_point`` is out of range.
+        RuntimeError (``eqx.error_if``; EquinoxRuntimeError eagerly, JaxRuntimeError under
+            ``jax.jit``): ``x`` contains NaN ("`x` contains NaN; cannot quantize"); ``x`` contains
+            inf and no ``scale`` was given; ``scale`` is not positive and finite; ``zero_point`` is
+            out of the code range.
 
     Example:
         >>> import jax.numpy as jnp
@@ -396,15 +412,15 @@ def quantize(
         >>> dequantize(q)
         Array([-1.      ,  0.      ,  0.503937,  1.      ], dtype=float32)
     """
-    q, _ = _quantize(x, bits, scheme, axis, narrow_range, scale, zero_point)
+    q, _ = _quantize_core(*_prepare(x, bits, scheme, axis, narrow_range, scale, zero_point))
     return q
 
 
 def dequantize(q: Quantized) -> Float[Array, "..."]:
     """Map integer codes back to reals: ``x_hat = (values - zero_point) * scale``.
 
-    The difference is taken in int32 (no uint8 wrap-around) and the product in at least float32, then
-    cast to ``scale``'s dtype (the dtype of the tensor that was quantised).
+    The difference is taken in int32 (no uint8 wrap-around) and the product in at least float32,
+    then cast to ``scale``'s dtype (the dtype of the tensor that was quantised).
 
     Args:
         q: a :class:`Quantized` (from :func:`quantize`, possibly batched by vmap).
@@ -422,6 +438,11 @@ def dequantize(q: Quantized) -> Float[Array, "..."]:
     """
     if not isinstance(q, Quantized):
         raise TypeError(f"`q` must be a Quantized (from `quantize`), got {type(q).__name__}")
+    return _dequantize_core(q)
+
+
+@eqx.filter_jit
+def _dequantize_core(q: Quantized) -> Float[Array, "..."]:
     cdt = _compute_dtype(q.scale.dtype)
     diff = q.values.astype(jnp.int32) - q.zero_point.astype(jnp.int32)
     return (diff.astype(cdt) * q.scale.astype(cdt)).astype(q.scale.dtype)
@@ -439,14 +460,15 @@ def fake_quantize(
 ) -> Float[Array, "..."]:
     """Quantise and dequantise in the forward pass, with a clipped straight-through gradient.
 
-    Forward: ``dequantize(quantize(x, bits, ...))`` exactly. Backward (straight-through estimator,
-    Bengio et al. 2013, as in quantisation-aware training, Jacob et al. 2018): ``d out / d x = 1`` where
-    the code was not saturated and ``0`` where it was clipped to ``q_min``/``q_max``. The scale and zero
-    point are treated as constants (no gradient through a data-derived scale, none into a user
-    ``scale``). With a scale derived from ``x`` nothing saturates, so the gradient is all ones.
+    Forward: ``dequantize(quantize(x, bits, ...))`` exactly. Backward, the *clipped*
+    straight-through estimator (Bengio et al. 2013; Jacob et al. 2018): ``d out / d x = 1`` where
+    the code was not saturated and ``0`` where it was clipped to ``q_min``/``q_max``. The scale and
+    zero point are constants: no gradient flows through a data-derived scale, nor into a user
+    ``scale``. With a scale derived from ``x`` nothing saturates, so the gradient is the identity.
 
-    Implemented without ``custom_vjp`` as ``stop_gradient(x_hat) + where(mask, x - stop_gradient(x), 0)``,
-    which is forward-exact and also gives the same rule under ``jax.jvp``.
+    Implemented without ``custom_vjp``, as
+    ``stop_gradient(x_hat) + where(mask, x - stop_gradient(x), 0)``: forward-exact, and the same
+    rule holds under ``jax.jvp``.
 
     Args:
         x, bits, scheme, axis, narrow_range, scale, zero_point: as for :func:`quantize`.
@@ -462,11 +484,17 @@ def fake_quantize(
         >>> jax.grad(lambda x: fake_quantize(x, 4, scale=0.1).sum())(jnp.array([0.3, 5.0]))
         Array([1., 0.], dtype=float32)
     """
-    x = _check_x(x)
+    return _fake_quantize_core(*_prepare(x, bits, scheme, axis, narrow_range, scale, zero_point))
+
+
+@eqx.filter_jit
+def _fake_quantize_core(
+    x: Array, scale: Array | None, zp: Array | None, cfg: _Config
+) -> Float[Array, "..."]:
     sg = jax.lax.stop_gradient
     # The output depends on `scale` only through sg(dequantize(q)) and the sg'd mask: no gradient.
-    q, unsaturated = _quantize(sg(x), bits, scheme, axis, narrow_range, scale, zero_point)
-    # x - sg(x) is 0 in the forward pass and has derivative 1; `where` keeps an inf x (saturated) from
-    # turning the forward value into inf - inf = NaN.
+    q, unsaturated = _quantize_core(sg(x), scale, zp, cfg)
+    # x - sg(x) is 0 in the forward pass and has derivative 1; `where` keeps an inf x (saturated)
+    # from turning the forward value into inf - inf = NaN.
     passthrough = jnp.where(sg(unsaturated), x - sg(x), jnp.zeros((), x.dtype))
-    return sg(dequantize(q)) + passthrough
+    return sg(_dequantize_core(q)) + passthrough

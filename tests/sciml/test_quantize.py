@@ -1,4 +1,4 @@
-"""Tests of sciml.backend quantisation against an independent NumPy reference (STYLE.md #11, #12)."""
+"""sciml.backend quantisation against an independent NumPy reference (STYLE.md #11, #12)."""
 
 import functools
 
@@ -17,7 +17,7 @@ CONFIGS = [
     (bits, scheme, narrow)
     for bits in BITS
     for scheme in SCHEMES
-    for narrow in ((True, False) if scheme == "symmetric" else (True,))
+    for narrow in ((True, False) if scheme == "symmetric" and bits in (4, 8) else (True,))
 ]
 
 
@@ -63,9 +63,9 @@ def ref_quantize(x, bits, scheme="symmetric", axis=None, narrow=True):
 def assert_codes_close(a, b):
     """Codes equal up to rare off-by-one at rounding boundaries.
 
-    XLA's vectorised float division on CPU is not correctly rounded (it may be 1 ulp off NumPy's, and
-    differ between array shapes), so x/s can land on the other side of a .5 boundary; elsewhere the
-    codes must agree exactly.
+    XLA's vectorised float division on CPU is not correctly rounded (it may be 1 ulp off NumPy's,
+    and differ between array shapes), so x/s can land on the other side of a .5 boundary; elsewhere
+    the codes must agree exactly.
     """
     diff = np.abs(np.asarray(a).astype(np.int64) - np.asarray(b).astype(np.int64))
     assert diff.max(initial=0) <= 1 and np.mean(diff) < 1e-2
@@ -79,11 +79,35 @@ def as_np(a):
 # Numerics
 # --------------------------------------------------------------------------------------------------
 
+# One shape throughout: the jitted kernels are cached per (shape, dtype, config), which keeps the
+# suite fast.
+SHAPE = (6, 8)
+STORAGE = {
+    (2, "symmetric"): jnp.int8,
+    (4, "symmetric"): jnp.int8,
+    (8, "symmetric"): jnp.int8,
+    (16, "symmetric"): jnp.int16,
+    (2, "affine"): jnp.uint8,
+    (4, "affine"): jnp.uint8,
+    (8, "affine"): jnp.uint8,
+    (16, "affine"): jnp.uint16,
+}
+REFERENCE_CASES = [(bits, scheme, narrow, None) for bits, scheme, narrow in CONFIGS] + [
+    (8, "symmetric", True, 0),
+    (8, "symmetric", True, -1),
+    (8, "affine", True, 0),
+    (8, "affine", True, -1),
+]
 
-@pytest.mark.parametrize("axis", [None, 0, -1])
-@pytest.mark.parametrize("bits,scheme,narrow", CONFIGS)
+
+def sample(key, scheme):
+    x = 3.0 * jax.random.normal(key, SHAPE)
+    return x + 1.0 if scheme == "affine" else x  # an off-centre range for the affine scheme
+
+
+@pytest.mark.parametrize("bits,scheme,narrow,axis", REFERENCE_CASES)
 def test_matches_numpy_reference(getkey, bits, scheme, narrow, axis):
-    x = 3.0 * jax.random.normal(getkey(), (6, 9)) + (1.0 if scheme == "affine" else 0.0)
+    x = sample(getkey(), scheme)
     q = quantize(x, bits, scheme=scheme, axis=axis, narrow_range=narrow)
     codes, scale, zp = ref_quantize(x, bits, scheme, axis, narrow)
     np.testing.assert_allclose(np.asarray(q.scale), scale, rtol=1e-6)
@@ -91,12 +115,30 @@ def test_matches_numpy_reference(getkey, bits, scheme, narrow, axis):
     assert_codes_close(q.values, codes)
     lo, hi = ref_range(bits, scheme, narrow)
     assert as_np(q.values).min() >= lo and as_np(q.values).max() <= hi
+    assert q.values.dtype == q.zero_point.dtype == STORAGE[bits, scheme]
+    assert q.scale.dtype == jnp.float32
+    assert (q.bits, q.scheme, q.axis) == (bits, scheme, None if axis is None else axis % 2)
 
 
-@pytest.mark.parametrize("bits,scheme,narrow", CONFIGS)
+@pytest.mark.parametrize("bits,scheme,narrow,axis", REFERENCE_CASES)
+def test_error_at_most_half_scale(getkey, bits, scheme, narrow, axis):
+    x = sample(getkey(), scheme)
+    q = quantize(x, bits, scheme=scheme, axis=axis, narrow_range=narrow)
+    deq = dequantize(q)
+    assert deq.dtype == jnp.float32 and deq.shape == SHAPE
+    err = np.abs(np.asarray(x) - np.asarray(deq))
+    bound = np.broadcast_to(np.asarray(q.scale) / 2, err.shape)
+    # float32 division/multiplication add a few ulps of x on top of s/2.
+    assert np.all(err <= bound * (1 + 1e-5) + 4 * np.finfo(np.float32).eps * np.abs(np.asarray(x)))
+
+
+@pytest.mark.parametrize(
+    "bits,scheme,narrow",
+    [(4, "symmetric", False), (8, "affine", True), (16, "symmetric", True), (16, "affine", True)],
+)
 def test_user_scale_codes_exact(getkey, bits, scheme, narrow):
-    x = 5.0 * jax.random.normal(getkey(), (50,))
-    scale = np.float32(5.0 / 2 ** (bits - 2))
+    x = 5.0 * jax.random.normal(getkey(), SHAPE)
+    scale = np.float32(5.0 / 2 ** (bits - 2))  # a power of two: x / s is exact in any division
     zp = 2 ** (bits - 1) if scheme == "affine" else 0
     kw = {"zero_point": zp} if scheme == "affine" else {}
     q = quantize(x, bits, scheme=scheme, narrow_range=narrow, scale=scale, **kw)
@@ -105,25 +147,12 @@ def test_user_scale_codes_exact(getkey, bits, scheme, narrow):
 
 
 @pytest.mark.parametrize(
-    "bits,scheme,values_dtype",
-    [
-        (2, "symmetric", jnp.int8),
-        (8, "symmetric", jnp.int8),
-        (9, "symmetric", jnp.int16),
-        (16, "symmetric", jnp.int16),
-        (4, "affine", jnp.uint8),
-        (8, "affine", jnp.uint8),
-        (12, "affine", jnp.uint16),
-        (16, "affine", jnp.uint16),
-    ],
+    "bits,scheme,values_dtype", [(9, "symmetric", jnp.int16), (12, "affine", jnp.uint16)]
 )
-def test_storage_dtypes(bits, scheme, values_dtype):
+def test_storage_dtype_switches_above_8_bits(bits, scheme, values_dtype):
     q = quantize(jnp.linspace(-1.0, 2.0, 11), bits, scheme=scheme)
-    assert q.values.dtype == values_dtype
-    assert q.zero_point.dtype == values_dtype
-    assert q.scale.dtype == jnp.float32
-    assert (q.bits, q.scheme, q.axis) == (bits, scheme, None)
-    assert dequantize(q).dtype == jnp.float32
+    assert q.values.dtype == q.zero_point.dtype == values_dtype
+    assert int(as_np(q.values).max()) == ref_range(bits, scheme)[1]
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -134,8 +163,10 @@ def test_low_precision_input_keeps_dtype(dtype):
         assert q.scale.dtype == dtype
         deq = dequantize(q)
         assert deq.dtype == dtype and bool(jnp.all(jnp.isfinite(deq)))
-        np.testing.assert_allclose(np.asarray(deq, np.float32), np.asarray(x, np.float32), atol=2e-2)
-        assert fake_quantize(x, 8, scheme=scheme).dtype == dtype
+        np.testing.assert_allclose(
+            np.asarray(deq, np.float32), np.asarray(x, np.float32), atol=2e-2
+        )
+    assert fake_quantize(x, 16).dtype == dtype
 
 
 def test_round_half_to_even():
@@ -164,43 +195,32 @@ def test_saturation_no_wraparound():
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("axis", [0, -1, 1])
+@pytest.mark.parametrize("axis", [0, -1])
 def test_per_channel_equals_per_tensor_on_slices(getkey, scheme, axis):
-    x = jax.random.normal(getkey(), (3, 4, 5)) * jnp.arange(1.0, 6.0)
+    x = sample(getkey(), scheme) * jnp.arange(1.0, 9.0)  # channels of different ranges
     q = quantize(x, 8, scheme=scheme, axis=axis)
     ax = axis % x.ndim
     assert q.axis == ax
     keep = tuple(n if i == ax else 1 for i, n in enumerate(x.shape))
     assert q.scale.shape == keep and q.zero_point.shape == keep
+    values, scale, zp = (np.asarray(a) for a in (q.values, q.scale, q.zero_point))
     for i in range(x.shape[ax]):
-        qi = quantize(jnp.take(x, i, axis=ax), 8, scheme=scheme)
-        assert_codes_close(jnp.take(q.values, i, axis=ax), qi.values)
+        qi = quantize(np.take(np.asarray(x), i, axis=ax), 8, scheme=scheme)
+        assert_codes_close(np.take(values, i, axis=ax), qi.values)
         np.testing.assert_allclose(
-            np.asarray(jnp.take(q.scale, i, axis=ax)).squeeze(), np.asarray(qi.scale).squeeze(),
-            rtol=1e-6,
+            np.take(scale, i, axis=ax).squeeze(), qi.scale.squeeze(), rtol=1e-6
         )
-        assert int(jnp.take(q.zero_point, i, axis=ax).squeeze()) == int(qi.zero_point.squeeze())
-
-
-@pytest.mark.parametrize("axis", [None, 0])
-@pytest.mark.parametrize("bits,scheme,narrow", CONFIGS)
-def test_error_bound_half_scale(getkey, bits, scheme, narrow, axis):
-    x = jax.random.uniform(getkey(), (8, 64), minval=-2.0, maxval=5.0)
-    q = quantize(x, bits, scheme=scheme, axis=axis, narrow_range=narrow)
-    err = np.abs(np.asarray(x) - np.asarray(dequantize(q)))
-    bound = np.broadcast_to(np.asarray(q.scale) / 2, err.shape)
-    # float32 division/multiplication add a few ulps of x on top of s/2.
-    assert np.all(err <= bound * (1 + 1e-5) + 4 * np.finfo(np.float32).eps * np.abs(np.asarray(x)))
+        assert int(np.take(zp, i, axis=ax).squeeze()) == int(qi.zero_point.squeeze())
 
 
 @pytest.mark.parametrize("bits", BITS)
 @pytest.mark.parametrize("offset", [-7.0, 0.0, 3.0])
 def test_affine_represents_zero_exactly(getkey, bits, offset):
-    x = jax.random.uniform(getkey(), (40,), minval=0.1, maxval=2.3) + offset
-    x = x.at[::7].set(0.0)
+    x = jax.random.uniform(getkey(), SHAPE, minval=0.1, maxval=2.3) + offset
+    x = x.at[::2, ::3].set(0.0)
     q = quantize(x, bits, scheme="affine")
     deq = dequantize(q)
-    assert np.all(np.asarray(deq)[::7] == 0.0)
+    assert np.all(np.asarray(deq)[::2, ::3] == 0.0)
     if offset > 0:  # all >= 0: the range is [0, max], so 0 is the lowest code
         assert int(q.zero_point.squeeze()) == 0
     if offset < -3:  # all <= 0: the range is [min, 0]
@@ -208,19 +228,19 @@ def test_affine_represents_zero_exactly(getkey, bits, offset):
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("bits", BITS)
-def test_all_zero_no_nan(bits, scheme):
-    q = quantize(jnp.zeros((3, 4)), bits, scheme=scheme)
-    assert float(q.scale.squeeze()) == 1.0
-    np.testing.assert_array_equal(np.asarray(dequantize(q)), 0.0)
-    # one zero channel among non-zero ones
-    x = jnp.zeros((3, 4)).at[1].set(jnp.array([1.0, -2.0, 0.5, 0.0]))
-    q = quantize(x, bits, scheme=scheme, axis=0)
-    deq = np.asarray(dequantize(q))
-    assert np.all(np.isfinite(deq)) and np.all(np.isfinite(np.asarray(q.scale)))
-    np.testing.assert_array_equal(deq[[0, 2]], 0.0)
+def test_all_zero_no_nan(scheme):
+    for bits in (2, 16):
+        q = quantize(jnp.zeros(SHAPE), bits, scheme=scheme)
+        assert float(q.scale.squeeze()) == 1.0
+        np.testing.assert_array_equal(np.asarray(dequantize(q)), 0.0)
+        # one non-zero channel among all-zero ones
+        x = jnp.zeros(SHAPE).at[1, :4].set(jnp.array([1.0, -2.0, 0.5, 0.0]))
+        q = quantize(x, bits, scheme=scheme, axis=0)
+        deq = np.asarray(dequantize(q))
+        assert np.all(np.isfinite(deq)) and np.all(np.isfinite(np.asarray(q.scale)))
+        np.testing.assert_array_equal(np.delete(deq, 1, axis=0), 0.0)
     # grads of fake_quantize stay finite too
-    g = jax.grad(lambda x: fake_quantize(x, bits, scheme=scheme).sum())(jnp.zeros(5))
+    g = jax.grad(lambda x: fake_quantize(x, 8, scheme=scheme).sum())(jnp.zeros(SHAPE))
     np.testing.assert_array_equal(np.asarray(g), 1.0)
 
 
@@ -239,7 +259,7 @@ def test_tiny_values_do_not_underflow_scale():
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_jit_matches_eager(getkey, scheme):
-    x = jax.random.normal(getkey(), (4, 6))
+    x = jax.random.normal(getkey(), SHAPE)
     eager = quantize(x, 4, scheme=scheme, axis=-1)
     jitted = jax.jit(quantize, static_argnames=("bits", "scheme", "axis"))
     assert tree_allclose(jitted(x, bits=4, scheme=scheme, axis=-1), eager, rtol=0, atol=0)
@@ -257,25 +277,25 @@ def test_user_scale_under_jit(getkey):
     np.testing.assert_array_equal(as_np(q.values), expected)
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("axis", [None, -1])
+@pytest.mark.parametrize("scheme,axis", [("symmetric", None), ("affine", -1)])
 def test_vmap_matches_loop(getkey, scheme, axis):
-    xs = jax.random.normal(getkey(), (5, 3, 4))
-    f = functools.partial(quantize, bits=6, scheme=scheme, axis=axis)
+    xs = jax.random.normal(getkey(), (3, *SHAPE))
+    f = functools.partial(quantize, bits=8, scheme=scheme, axis=axis)
     batched = jax.vmap(f)(xs)
-    for i in range(xs.shape[0]):
-        single = f(xs[i])
-        assert tree_allclose(jax.tree_util.tree_map(lambda a, i=i: a[i], batched), single)
+    batched_np = jax.tree_util.tree_map(np.asarray, batched)
+    for i, x in enumerate(np.asarray(xs)):
+        single = f(x)
+        assert tree_allclose(jax.tree_util.tree_map(lambda a, i=i: a[i], batched_np), single)
     # keepdims scales broadcast against the batched values without a vmap
     np.testing.assert_array_equal(
         np.asarray(dequantize(batched)), np.asarray(jax.vmap(dequantize)(batched))
     )
-    fq = jax.vmap(lambda x: fake_quantize(x, 6, scheme=scheme, axis=axis))(xs)
+    fq = jax.vmap(lambda x: fake_quantize(x, 8, scheme=scheme, axis=axis))(xs)
     np.testing.assert_array_equal(np.asarray(fq), np.asarray(dequantize(batched)))
 
 
 def test_fake_quantize_forward_and_gradient(getkey):
-    x = jax.random.normal(getkey(), (7, 5))
+    x = jax.random.normal(getkey(), SHAPE)
     for scheme in SCHEMES:
         fq = fake_quantize(x, 4, scheme=scheme, axis=0)
         np.testing.assert_array_equal(
@@ -312,11 +332,16 @@ def test_no_retrace_on_new_data(getkey):
     for _ in range(3):
         roundtrip(jax.random.normal(getkey(), (4, 5)), jax.random.uniform(getkey(), (), minval=0.1))
 
-    jitted = jax.jit(quantize, static_argnames=("bits", "scheme", "axis"))
-    jitted(jax.random.normal(getkey(), (4, 5)), bits=8, axis=1)
-    n = jitted._cache_size()
-    jitted(jax.random.normal(getkey(), (4, 5)), bits=8, axis=1)
-    assert jitted._cache_size() == n
+    traces = []
+
+    def per_channel(x):
+        traces.append(None)  # runs once per trace, not per call
+        return quantize(x, 8, axis=1)
+
+    jitted = jax.jit(per_channel)
+    for _ in range(3):
+        jitted(jax.random.normal(getkey(), (4, 5)))
+    assert len(traces) == 1
 
 
 def test_quantized_is_a_pytree_with_hashable_static_fields():
@@ -324,7 +349,9 @@ def test_quantized_is_a_pytree_with_hashable_static_fields():
     leaves, treedef = jax.tree_util.tree_flatten(q)
     assert len(leaves) == 3
     hash(treedef)
-    assert treedef == jax.tree_util.tree_structure(quantize(2 * jnp.ones((2, 3)), 8, scheme="affine", axis=1))
+    assert treedef == jax.tree_util.tree_structure(
+        quantize(2 * jnp.ones((2, 3)), 8, scheme="affine", axis=1)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,10 +435,18 @@ def test_bad_scale_and_zero_point_arguments():
 def test_dequantize_and_quantized_checks():
     with pytest.raises(TypeError, match="`q` must be a Quantized"):
         dequantize(jnp.ones(3))
-    ok = dict(values=jnp.zeros((2, 3), jnp.int8), scale=jnp.ones((1, 1)),
-              zero_point=jnp.zeros((1, 1), jnp.int8), bits=8, scheme="symmetric", axis=None)
+    ok = dict(
+        values=jnp.zeros((2, 3), jnp.int8),
+        scale=jnp.ones((1, 1)),
+        zero_point=jnp.zeros((1, 1), jnp.int8),
+        bits=8,
+        scheme="symmetric",
+        axis=None,
+    )
     Quantized(**ok)
-    with pytest.raises(TypeError, match="`values` of a 8-bit symmetric Quantized must have dtype int8"):
+    with pytest.raises(
+        TypeError, match="`values` of a 8-bit symmetric Quantized must have dtype int8"
+    ):
         Quantized(**{**ok, "values": jnp.zeros((2, 3), jnp.uint8)})
     with pytest.raises(TypeError, match="`scale` must be a real floating array"):
         Quantized(**{**ok, "scale": jnp.ones((1, 1), jnp.int32)})
