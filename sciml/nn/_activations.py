@@ -77,7 +77,9 @@ def _is_concrete(v: Any) -> bool:
 
 def _check_param(value: Any, name: str, *, positive: bool = False, nonneg: bool = False) -> Any:
     """Check a real numeric parameter; the sign check runs only on concrete values."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.ndarray, jax.Array)):
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.ndarray, np.number, jax.Array)
+    ):
         raise TypeError(f"`{name}` must be a real number or array, got {type(value).__name__}")
     if not _is_concrete(value):
         return value
@@ -94,7 +96,9 @@ def _check_param(value: Any, name: str, *, positive: bool = False, nonneg: bool 
 def _to_leaf(value: Any, name: str, **check: bool) -> Array:
     """A parameter as an array leaf: floating arrays keep their dtype, numbers take the policy's."""
     _check_param(value, name, **check)
-    if isinstance(value, (np.ndarray, jax.Array)) and jnp.issubdtype(value.dtype, jnp.floating):
+    if isinstance(value, (np.ndarray, np.number, jax.Array)) and jnp.issubdtype(
+        value.dtype, jnp.floating
+    ):
         return jnp.asarray(value)
     return jnp.asarray(value, dtype=float_dtype())
 
@@ -113,7 +117,8 @@ def _like(p: Any, x: Array) -> Array:
 def relu(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
     r"""Rectified linear unit, :math:`\max(x, 0)`.
 
-    It satisfies :math:`a(x) - a(-x) = x` (the class used by the Kolmogorov-PDE approximation proofs).
+    It satisfies :math:`a(x) - a(-x) = x` (the class used by the Kolmogorov-PDE approximation
+    proofs).
     The derivative at 0 is taken as 0 (as in ``jax.nn.relu``).
 
     Args:
@@ -181,7 +186,7 @@ def softplus(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
         TypeError: ``x`` is not floating.
 
     Example:
-        >>> softplus(jnp.array(0.0))
+        >>> softplus(jnp.float32(0.0))
         Array(0.6931472, dtype=float32)
 
     Paper: Dugas et al. (2001), "Incorporating second-order functional knowledge for better option
@@ -208,7 +213,7 @@ def gelu(x: Float[ArrayLike, "*shape"], approximate: bool = False) -> Float[Arra
         TypeError: ``x`` is not floating.
 
     Example:
-        >>> gelu(jnp.array(1.0))
+        >>> gelu(jnp.float32(1.0))
         Array(0.8413447, dtype=float32)
 
     Paper: Hendrycks & Gimpel (2016), "Gaussian Error Linear Units (GELUs)", arXiv:1606.08415.
@@ -229,36 +234,39 @@ def tanh(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
         TypeError: ``x`` is not floating.
 
     Example:
-        >>> tanh(jnp.array(0.0))
+        >>> tanh(jnp.float32(0.0))
         Array(0., dtype=float32)
     """
     return jnp.tanh(_check_float_input(x))
 
 
-def _loglogistic(u: Array, k: int, *, closed: bool) -> Array:
-    r"""The gate :math:`u^k / (1 + u^k)` for :math:`u > 0`, 0 for :math:`u \le 0`, stably.
+def _loglogistic(u: Array, k: int, *, closed: bool, scale: Array | None = None) -> Array:
+    r"""The gate :math:`r^k / (1 + r^k)`, :math:`r = u/s`, for :math:`u > 0`; 0 for :math:`u \le 0`.
 
-    Above 1 it is evaluated as :math:`1 / (1 + (1/u)^k)`, so :math:`u^k` never overflows (the plain
-    form gives inf/inf = NaN in float32 once :math:`u^k > 3.4 \cdot 10^{38}`). Each branch gets an
-    input that is safe for it (the double-``where`` trick): a ``where`` after an unsafe branch still
-    back-propagates its NaN/inf derivative times zero, which is NaN.
+    Evaluated stably: above the knee :math:`u > s` as :math:`1 / (1 + (s/u)^k)`, below it with
+    :math:`u/s \le 1`, so nothing overflows (the plain form gives inf/inf = NaN in float32 once
+    :math:`u^k > 3.4 \cdot 10^{38}`). Each branch gets an input that is safe for it (the
+    double-``where`` trick): a ``where`` after an unsafe branch still back-propagates its NaN/inf
+    derivative times zero, which is NaN.
 
     ``closed=True`` lets :math:`u = 0` take the polynomial branch, so derivatives of every order at
     0 are the right-hand ones; ``closed=False`` makes them exactly 0 there (the left-hand ones).
+    ``scale=None`` means :math:`s = 1`.
     """
-    big = u > 1
-    u_lo = jnp.where(big, 1, jnp.where((u >= 0) if closed else (u > 0), u, 0))
-    u_hi = jnp.where(big, u, 1)
-    p = u_lo**k
+    s = 1 if scale is None else scale
+    big = u > s
+    u_lo = jnp.where(big, s, jnp.where((u >= 0) if closed else (u > 0), u, 0))
+    u_hi = jnp.where(big, u, s)
+    p = (u_lo if scale is None else u_lo / s) ** k
     lo = p / (1 + p)
-    hi = 1 / (1 + (1 / u_hi) ** k)
+    hi = 1 / (1 + (s / u_hi) ** k)
     return jnp.where(big, hi, lo)
 
 
-def _gem(x: Array, n: int) -> Array:
+def _gem(x: Array, n: int, scale: Array | None = None) -> Array:
     # `x < 0` is False for NaN, so NaN propagates (as it does through relu). At x = 0 exactly the
     # polynomial branch is taken, so derivatives there are the right-hand ones: 0 up to order 2N.
-    return jnp.where(x < 0, 0, x * _loglogistic(x, 2 * n, closed=True))
+    return jnp.where(x < 0, 0, x * _loglogistic(x, 2 * n, closed=True, scale=scale))
 
 
 def gem(x: Float[ArrayLike, "*shape"], n: int = 1) -> Float[Array, "*shape"]:
@@ -266,7 +274,8 @@ def gem(x: Float[ArrayLike, "*shape"], n: int = 1) -> Float[Array, "*shape"]:
 
     .. math::
         \mathrm{GEM}_N(x) = \frac{x^{2N+1}}{1 + x^{2N}} = x\,g(x),\quad
-        g(x) = \frac{x^{2N}}{1 + x^{2N}} \quad (x > 0), \qquad \mathrm{GEM}_N(x) = 0 \quad (x \le 0).
+        g(x) = \frac{x^{2N}}{1 + x^{2N}} \quad (x > 0), \qquad
+        \mathrm{GEM}_N(x) = 0 \quad (x \le 0).
 
     The gate :math:`g` is a log-logistic CDF of shape :math:`2N`. GEM is :math:`C^{2N}` at 0 (its
     derivatives of order :math:`\le 2N` vanish from both sides; the one of order :math:`2N+1` jumps
@@ -300,10 +309,9 @@ def gem(x: Float[ArrayLike, "*shape"], n: int = 1) -> Float[Array, "*shape"]:
 
 
 def _egem(x: Array, n: int, eps: Array) -> Array:
-    # x^(2N)/(eps + x^(2N)) is the GEM gate at x/t with t = eps^(1/(2N)); so E-GEM is GEM rescaled
-    # by t, which keeps the stable GEM evaluation and places its branch switch at the knee x = t.
-    t = eps ** (1 / (2 * n))
-    return t * _gem(x / t, n)
+    # x^(2N)/(eps + x^(2N)) is the GEM gate at x/t with t = eps^(1/(2N)): the stable GEM gate with
+    # its branch switch moved to the knee x = t (x itself is never rescaled, so nothing overflows).
+    return _gem(x, n, scale=eps ** (1 / (2 * n)))
 
 
 def egem(
@@ -313,13 +321,14 @@ def egem(
 
     .. math::
         \mathrm{EGEM}_{N,\varepsilon}(x) = \frac{x^{2N+1}}{\varepsilon + x^{2N}}
-        = t\,\mathrm{GEM}_N(x / t),\quad t = \varepsilon^{1/(2N)} \quad (x > 0),
+        = x\,g(x / t),\quad t = \varepsilon^{1/(2N)} \quad (x > 0),
         \qquad 0 \quad (x \le 0).
 
     :math:`\varepsilon = 1` recovers GEM; as :math:`\varepsilon \to 0` it converges to ReLU in
-    :math:`L^p` (the gate becomes a step at :math:`x = t \to 0`). The paper reports
+    :math:`L^p` (the GEM gate :math:`g` becomes a step at :math:`x = t \to 0`). The paper reports
     :math:`\varepsilon \in [10^{-6}, 10^{-4}]` best for deep CNNs and :math:`\varepsilon = 10` for
-    BERT-small. Evaluated as the rescaled GEM, so it shares GEM's overflow-free, NaN-free gradients.
+    BERT-small. Evaluated with GEM's stable gate (switching branches at :math:`x = t`), so it shares
+    GEM's overflow-free, NaN-free gradients.
 
     Args:
         x: real floating array.
@@ -378,8 +387,8 @@ def segem(
     Args:
         x: real floating array.
         n: the order :math:`N`, a positive int.
-        alpha: :math:`\alpha \ge 0`, the negative saturation level (a number or an array broadcasting
-            with ``x``; cast to ``x``'s dtype). ``alpha=0`` is GEM.
+        alpha: :math:`\alpha \ge 0`, the negative saturation level (a number or an array
+            broadcasting with ``x``; cast to ``x``'s dtype). ``alpha=0`` is GEM.
 
     Returns:
         The activation, same shape and dtype as ``x``.
@@ -427,7 +436,7 @@ class ReLU(AbstractActivation):
     """Module form of :func:`relu`.
 
     Example:
-        >>> ReLU()(jnp.array(-1.0))
+        >>> ReLU()(jnp.float32(-1.0))
         Array(0., dtype=float32)
     """
 
@@ -449,7 +458,7 @@ class LeakyReLU(AbstractActivation):
         TypeError: ``negative_slope`` is not numeric.
 
     Example:
-        >>> LeakyReLU(0.1)(jnp.array(-1.0))
+        >>> LeakyReLU(0.1)(jnp.float32(-1.0))
         Array(-0.1, dtype=float32)
     """
 
@@ -468,7 +477,7 @@ class Softplus(AbstractActivation):
     """Module form of :func:`softplus`.
 
     Example:
-        >>> Softplus()(jnp.array(0.0))
+        >>> Softplus()(jnp.float32(0.0))
         Array(0.6931472, dtype=float32)
     """
 
@@ -480,7 +489,7 @@ class GELU(AbstractActivation):
     """Module form of :func:`gelu` (exact unless ``approximate=True``, a static field).
 
     Example:
-        >>> GELU()(jnp.array(1.0))
+        >>> GELU()(jnp.float32(1.0))
         Array(0.8413447, dtype=float32)
     """
 
@@ -494,7 +503,7 @@ class Tanh(AbstractActivation):
     """Module form of :func:`tanh`.
 
     Example:
-        >>> Tanh()(jnp.array(0.0))
+        >>> Tanh()(jnp.float32(0.0))
         Array(0., dtype=float32)
     """
 
@@ -509,7 +518,7 @@ class GEM(AbstractActivation):
         ValueError: ``n`` is not a positive int.
 
     Example:
-        >>> GEM(n=2)(jnp.array(1.0))
+        >>> GEM(n=2)(jnp.float32(1.0))
         Array(0.5, dtype=float32)
     """
 
@@ -523,13 +532,14 @@ class GEM(AbstractActivation):
 
 
 class EGEM(AbstractActivation):
-    """Module form of :func:`egem`; ``n`` static, ``eps`` an array leaf (frozen unless ``trainable``).
+    """Module form of :func:`egem`; ``n`` static, ``eps`` an array leaf (frozen unless
+    ``trainable``).
 
     Raises:
         ValueError: ``n`` is not a positive int, or ``eps <= 0``.
 
     Example:
-        >>> EGEM(n=1, eps=1e-4)(jnp.array(1.0))
+        >>> EGEM(n=1, eps=1e-4)(jnp.float32(1.0))
         Array(0.9999, dtype=float32)
     """
 
@@ -555,7 +565,7 @@ class SEGEM(AbstractActivation):
         ValueError: ``n`` is not a positive int, or ``alpha < 0``.
 
     Example:
-        >>> SEGEM(n=1, alpha=1.0)(jnp.array(-1.0))
+        >>> SEGEM(n=1, alpha=1.0)(jnp.float32(-1.0))
         Array(-0.5, dtype=float32)
     """
 
@@ -583,22 +593,21 @@ class Lambda(AbstractActivation):
         TypeError: ``fn`` is not callable, or is a pytree holding arrays.
 
     Example:
-        >>> Lambda(jnp.sin)(jnp.array(0.0))
+        >>> Lambda(jnp.sin)(jnp.float32(0.0))
         Array(0., dtype=float32)
     """
 
     fn: Callable[[Array], Array] = eqx.field(static=True)
 
-    def __check_init__(self):
-        if not callable(self.fn):
-            raise TypeError(f"`fn` must be callable, got {type(self.fn).__name__}")
-        if isinstance(self.fn, eqx.Module) and jax.tree_util.tree_leaves(
-            eqx.filter(self.fn, eqx.is_array)
-        ):
+    def __init__(self, fn: Callable[[Array], Array]):
+        if not callable(fn):
+            raise TypeError(f"`fn` must be callable, got {type(fn).__name__}")
+        if jax.tree_util.tree_leaves(eqx.filter(fn, eqx.is_array)):
             raise TypeError(
-                f"`fn` ({type(self.fn).__name__}) holds arrays, which a static field would hide "
-                "from jit and grad; subclass `sciml.nn.AbstractActivation` instead"
+                f"`fn` ({type(fn).__name__}) holds arrays, which a static field would hide from "
+                "jit and grad; subclass `sciml.nn.AbstractActivation` instead"
             )
+        self.fn = fn
 
     def __call__(self, x: Array) -> Array:
         return self.fn(x)
@@ -637,7 +646,7 @@ def activation(
             nor callable.
 
     Example:
-        >>> activation("leaky_relu", negative_slope=0.2)(jnp.array(-1.0))
+        >>> activation("leaky_relu", negative_slope=0.2)(jnp.float32(-1.0))
         Array(-0.2, dtype=float32)
     """
     if isinstance(name_or_module, str):

@@ -26,14 +26,14 @@ class FlaxModel(eqx.Module):
       array leaves too, but ``__call__`` wraps them in ``jax.lax.stop_gradient``, so a gradient
       with respect to the whole Module is zero there and training never moves them.
 
-    ``model(*args, **kwargs)`` merges the three and calls the nnx model. It is pure: whatever the nnx
-    model writes to its state during the call (BatchNorm running averages in training mode, RNG
+    ``model(*args, **kwargs)`` merges the three and calls the nnx model. It is pure: whatever the
+    nnx model writes to its state during the call (BatchNorm running averages in training mode, RNG
     counters) is dropped. :meth:`apply` returns it instead.
 
     Example:
         >>> from flax import nnx
         >>> model = from_flax(nnx.Linear(3, 2, rngs=nnx.Rngs(0)))
-        >>> jax.jit(model)(jnp.ones(3)).shape
+        >>> eqx.filter_jit(model)(jnp.ones(3)).shape
         (2,)
     """
 
@@ -116,6 +116,7 @@ def to_flax(wrapped: FlaxModel) -> nnx.Module:
     """
     if not isinstance(wrapped, FlaxModel):
         raise TypeError(
-            f"`wrapped` must be a sciml.nn.FlaxModel (from `from_flax`), got {type(wrapped).__name__}"
+            "`wrapped` must be a sciml.nn.FlaxModel (from `from_flax`), got "
+            f"{type(wrapped).__name__}"
         )
     return nnx.merge(wrapped.graphdef, wrapped.params, wrapped.rest)

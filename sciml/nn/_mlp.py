@@ -40,7 +40,7 @@ def _check_key(key: Any) -> None:
 
 
 class Linear(eqx.Module):
-    r"""Affine map :math:`y = x W + b` for one example, :math:`W \in \mathbb{R}^{n_{in} \times n_{out}}`.
+    r"""Affine map :math:`y = x W + b` on one example; ``W`` is ``(in_features, out_features)``.
 
     The product is ``sciml.backend.matmul`` (shape-checked, full float precision). Initialisation
     follows equinox/PyTorch: every entry of ``W`` and ``b`` is drawn from
@@ -117,8 +117,8 @@ class MLP(eqx.Module):
         y = \sigma_{\mathrm{final}}(h_{\mathrm{depth}} W_{\mathrm{depth}+1} + b_{\mathrm{depth}+1})
 
     ``depth=0`` is a single affine map. The hidden activation :math:`\sigma` is one Module shared by
-    all hidden layers; :math:`\sigma_{\mathrm{final}}` is the identity unless ``final_activation`` is
-    given. Layers are :class:`Linear` (``sciml.backend.matmul``; uniform
+    all hidden layers; :math:`\sigma_{\mathrm{final}}` is the identity unless ``final_activation``
+    is given. Layers are :class:`Linear` (``sciml.backend.matmul``; uniform
     :math:`\pm 1/\sqrt{\text{fan-in}}` init, as in equinox). Written for one example; batch with
     ``jax.vmap(model)``.
 

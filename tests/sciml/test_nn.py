@@ -37,7 +37,7 @@ def ref_segem(x, n, alpha):
 
 
 def sample_points(seed, num=1000):
-    """1,000 points: moderate of both signs, near 0 of both signs, large (up to 1e3) of both signs."""
+    """1,000 points: moderate, near 0 and large (up to 1e3), each of both signs."""
     rng = np.random.default_rng(seed)
     k = num // 5
     pts = np.concatenate(
@@ -113,17 +113,18 @@ def test_egem_limits():
     x = jnp.linspace(-2.0, 2.0, 101)
     assert tree_allclose(snn.egem(x, 1, 1.0), snn.gem(x, 1), rtol=1e-6, atol=1e-7)
     # As eps -> 0, E-GEM -> ReLU (uniformly: |EGEM - relu| <= t / 2 for N = 1 with t = sqrt(eps)).
-    errs = [float(jnp.max(jnp.abs(snn.egem(x, 1, eps) - snn.relu(x)))) for eps in (1e-2, 1e-4, 1e-6)]
+    errs = [float(jnp.max(jnp.abs(snn.egem(x, 1, e) - snn.relu(x)))) for e in (1e-2, 1e-4, 1e-6)]
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-3
 
 
 def test_segem_negative_branch_bounded_monotone_nonzero():
-    x = -jnp.logspace(-2, 6, 200)
-    y = snn.segem(x, 2, 0.5)
-    assert np.all(np.asarray(y) < 0) and np.all(np.asarray(y) >= -0.5)
-    assert np.all(np.diff(np.asarray(y)[::-1]) > -1e-7)  # increasing in x
-    g = jax.vmap(jax.grad(lambda t: snn.segem(t, 2, 0.5)))(x[:100])
-    assert np.all(np.asarray(g) > 0)  # no dead neurons
+    x = -np.logspace(-2, 6, 200).astype(np.float32)
+    f = lambda t: snn.segem(t, 2, 0.5)
+    y, g = jax.jit(lambda x: (f(x), jax.vmap(jax.grad(f))(x)))(x)
+    y, g = np.asarray(y), np.asarray(g)
+    assert np.all(y < 0) and np.all(y >= -0.5)
+    assert np.all(np.diff(y[::-1]) > -1e-7)  # increasing in x
+    assert np.all(g[:100] > 0)  # no dead neurons
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,9 +148,10 @@ def test_gem_family_grad_matches_finite_differences(n):
     with backend.precision("float64"):
         for name, f in _fns64(n).items():
             xj = jnp.asarray(x, jnp.float64)
-            g = np.asarray(jax.vmap(jax.grad(f))(xj))
+            g = np.asarray(jax.jit(jax.vmap(jax.grad(f)))(xj))
             h = 1e-6 * np.maximum(np.abs(x), 1e-2)
-            fd = (np.asarray(f(xj + h)) - np.asarray(f(xj - h))) / (2 * h)
+            fj = jax.jit(f)
+            fd = (np.asarray(fj(xj + h)) - np.asarray(fj(xj - h))) / (2 * h)
             np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9, err_msg=name)
 
 
@@ -159,16 +161,23 @@ def _nth_derivative(f, k):
     return f
 
 
-@pytest.mark.parametrize("n", [1, 2])
-@pytest.mark.parametrize("which", ["gem", "segem_half", "segem_one"])
-def test_derivatives_continuous_at_zero_up_to_order_2n(n, which):
+# Nested reverse-mode derivatives get slow to compile with the order: for N = 2 one case (covering
+# GEM's branch and SE-GEM's) up to order 2N = 4; the jump at order 2N + 1 is checked at N = 1.
+@pytest.mark.parametrize(
+    "n, which, jump",
+    [(1, "gem", 1), (1, "segem_half", 1), (1, "segem_one", 1), (2, "segem_half", 0)],
+)
+def test_derivatives_continuous_at_zero_up_to_order_2n(n, which, jump):
     alpha = {"gem": 0.0, "segem_half": 0.5, "segem_one": 1.0}[which]
     f = lambda t: snn.segem(t, n, alpha)  # alpha = 0 is GEM
     top = math.factorial(2 * n + 1)
+    orders = range(2 * n + 1 + jump)
     with backend.precision("float64"):
         pts = jnp.asarray([-1e-2, -1e-3, -1e-4, 0.0, 1e-4, 1e-3, 1e-2], jnp.float64)
-        for k in range(2 * n + 2):
-            d = np.asarray(jax.vmap(_nth_derivative(f, k))(pts))
+        # One compilation for all orders (eager nested grads are slow to dispatch).
+        table = jax.jit(lambda p: [jax.vmap(_nth_derivative(f, k))(p) for k in orders])(pts)
+        for k in orders:
+            d = np.asarray(table[k])
             assert np.all(np.isfinite(d)), (k, d)
             h = np.abs(np.asarray(pts))
             if k <= 2 * n:
@@ -181,7 +190,7 @@ def test_derivatives_continuous_at_zero_up_to_order_2n(n, which):
                 np.testing.assert_allclose(d[:3], alpha * top, rtol=1e-3, atol=1e-12)
 
 
-@pytest.mark.parametrize("n", [1, 2, 8])
+@pytest.mark.parametrize("n", [1, 8])
 def test_gem_family_no_nan_gradients(n):
     x = jnp.asarray(
         [0.0, -0.0, -1e-30, 1e-30, -1.0, -1e3, -1e30, 1e-3, 1.0, 1e3, 1e6, 1e30, 3e38], jnp.float32
@@ -192,12 +201,15 @@ def test_gem_family_no_nan_gradients(n):
         "egem_big": lambda t: snn.egem(t, n, 10.0),
         "segem": lambda t: snn.segem(t, n, 1.0),
     }
-    for name, f in fns.items():
-        for k in (1, 2):
-            d = jax.vmap(_nth_derivative(f, k))(x)
-            assert np.all(np.isfinite(np.asarray(d))), (name, k, d)
-        # Large x: slope 1 (GEM ~ x).
-        np.testing.assert_allclose(jax.vmap(jax.grad(f))(x[-4:]), 1.0, rtol=1e-5, err_msg=name)
+
+    def d12(x):
+        return {nm: [jax.vmap(_nth_derivative(f, k))(x) for k in (1, 2)] for nm, f in fns.items()}
+
+    table = jax.jit(d12)(x)
+    for name, (d1, d2) in table.items():
+        assert np.all(np.isfinite(np.asarray(d1))) and np.all(np.isfinite(np.asarray(d2))), name
+        # Large x: slope 1 (GEM ~ x - x^(1-2n)).
+        np.testing.assert_allclose(d1[-3:], 1.0, rtol=1e-6, err_msg=name)
 
 
 def test_nan_input_propagates():
@@ -262,14 +274,14 @@ def test_activation_registry_conformance(name):
     act = snn.activation(name)
     assert isinstance(act, NAMES[name]) and isinstance(act, snn.AbstractActivation)
     x = jnp.linspace(-3.0, 3.0, 12).reshape(3, 4)
-    y = act(x)
+    y, yv, g = eqx.filter_jit(
+        lambda a, x: (a(x), jax.vmap(a)(x), jax.grad(lambda t: a(t).sum())(x))
+    )(act, x)
     assert y.shape == x.shape and y.dtype == x.dtype
-    assert tree_allclose(eqx.filter_jit(act)(x), y, rtol=1e-6)
-    assert tree_allclose(jax.vmap(act)(x), y, rtol=1e-6)
-    g = jax.grad(lambda t: act(t).sum())(x)
+    assert tree_allclose(yv, y, rtol=1e-6)
     assert np.all(np.isfinite(np.asarray(g)))
     with backend.precision("float64"):
-        assert act(jnp.ones(3, jnp.float64)).dtype == jnp.float64
+        assert eqx.filter_jit(act)(jnp.ones(3, jnp.float64)).dtype == jnp.float64
 
 
 def test_activation_selection_errors():
@@ -339,8 +351,8 @@ def test_parameters_frozen_unless_trainable():
         (snn.EGEM, "eps", {"n": 1}),
         (snn.SEGEM, "alpha", {"n": 1}),
     ]:
-        frozen = eqx.filter_grad(lambda a: a(x).sum())(cls(**kw))
-        trained = eqx.filter_grad(lambda a: a(x).sum())(cls(**kw, trainable=True))
+        grad = eqx.filter_jit(eqx.filter_grad(lambda a: a(x).sum()))
+        frozen, trained = grad(cls(**kw)), grad(cls(**kw, trainable=True))
         assert float(getattr(frozen, field)) == 0.0
         assert float(getattr(trained, field)) != 0.0
 
@@ -355,16 +367,16 @@ def test_mlp_shapes_vmap_jit_grad(getkey):
     assert model.in_size == 3 and model.out_size == 2 and model.width == 8 and model.depth == 2
     assert len(model.layers) == 3 and isinstance(model.activation, snn.GEM)
     x = jax.random.normal(getkey(), (5, 3))
-    y = jax.vmap(model)(x)
+    y = eqx.filter_jit(jax.vmap(model))(x)
     assert y.shape == (5, 2) and y.dtype == jnp.float32
     assert tree_allclose(y[0], model(x[0]), rtol=1e-6)
-    assert tree_allclose(eqx.filter_jit(jax.vmap(model))(x), y, rtol=1e-6)
     assert tree_allclose(jax.jit(lambda m, x: jax.vmap(m)(x))(model, x), y, rtol=1e-6)
 
+    @eqx.filter_jit
     def loss(m):
         return jnp.mean(jax.vmap(m)(x) ** 2)
 
-    grads = eqx.filter_grad(loss)(model)
+    grads = eqx.filter_jit(eqx.filter_grad(loss))(model)
     leaves = jax.tree_util.tree_leaves(grads)
     assert len(leaves) == 6 and all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
     # One SGD step lowers the loss.
@@ -373,27 +385,31 @@ def test_mlp_shapes_vmap_jit_grad(getkey):
 
 
 def test_mlp_forward_matches_numpy(getkey):
-    model = snn.MLP(4, 3, width=6, depth=3, activation="tanh", key=getkey(), final_activation="relu")
-    x = np.asarray(jax.random.normal(getkey(), (4,)), np.float64)
+    model = snn.MLP(3, 2, 8, 2, activation="tanh", key=getkey(), final_activation="relu")
+    x = np.asarray(jax.random.normal(getkey(), (3,)), np.float64)
     h = x
     for layer in model.layers[:-1]:
         h = np.tanh(h @ np.asarray(layer.weight, np.float64) + np.asarray(layer.bias, np.float64))
     last = model.layers[-1]
     h = np.maximum(h @ np.asarray(last.weight, np.float64) + np.asarray(last.bias, np.float64), 0)
-    np.testing.assert_allclose(model(jnp.asarray(x, jnp.float32)), h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        eqx.filter_jit(model)(jnp.asarray(x, jnp.float32)), h, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_mlp_init_bounds_and_no_bias(getkey):
-    model = snn.MLP(9, 2, width=16, depth=1, key=getkey(), use_bias=False)
+    # Shapes shared with the other MLP tests keep the (eager, per-shape) initialisation cached.
+    model = snn.MLP(3, 2, width=8, depth=1, key=getkey(), use_bias=False)
     assert all(layer.bias is None for layer in model.layers)
-    w0, w1 = model.layers[0].weight, model.layers[1].weight
-    assert w0.shape == (9, 16) and w1.shape == (16, 2)
-    assert float(jnp.max(jnp.abs(w0))) <= 1 / 3 and float(jnp.max(jnp.abs(w1))) <= 1 / 4
-    assert float(jnp.max(jnp.abs(w0))) > 0.25  # uses the range, not a tiny one
+    w0, w1 = np.asarray(model.layers[0].weight), np.asarray(model.layers[1].weight)
+    assert w0.shape == (3, 8) and w1.shape == (8, 2)
+    lim0, lim1 = 1 / math.sqrt(3), 1 / math.sqrt(8)
+    assert np.abs(w0).max() <= lim0 * (1 + 1e-6) and np.abs(w1).max() <= lim1 * (1 + 1e-6)
+    assert np.abs(w0).max() > 0.5 * lim0 and np.abs(w1).max() > 0.5 * lim1  # the full range
 
 
 def test_mlp_depth_zero_is_affine(getkey):
-    model = snn.MLP(3, 2, width=5, depth=0, key=getkey())
+    model = snn.MLP(3, 2, width=8, depth=0, key=getkey())
     assert len(model.layers) == 1
     x = jnp.asarray([1.0, -2.0, 0.5])
     lin = model.layers[0]
@@ -401,22 +417,21 @@ def test_mlp_depth_zero_is_affine(getkey):
 
 
 def test_mlp_scalar_in_out(getkey):
-    model = snn.MLP("scalar", "scalar", width=4, depth=1, activation="softplus", key=getkey())
-    y = model(jnp.asarray(0.3))
-    assert y.shape == ()
-    ys = jax.vmap(model)(jnp.linspace(0.0, 1.0, 7))
+    model = snn.MLP("scalar", "scalar", width=8, depth=1, activation="softplus", key=getkey())
+    assert eqx.filter_jit(model)(jnp.asarray(0.3)).shape == ()
+    t = jnp.linspace(0.0, 1.0, 7)
+    ys, dy = eqx.filter_jit(lambda m, t: (jax.vmap(m)(t), jax.vmap(jax.grad(m))(t)))(model, t)
     assert ys.shape == (7,)
-    dy = jax.vmap(jax.grad(model))(jnp.linspace(0.0, 1.0, 7))
     assert dy.shape == (7,) and np.all(np.isfinite(np.asarray(dy)))
 
 
 def test_mlp_wrong_input_shape(getkey):
-    model = snn.MLP(3, 1, width=4, depth=1, key=getkey())
+    model = snn.MLP(3, 2, width=8, depth=1, key=getkey())
     with pytest.raises(ValueError, match=r"expected input of shape \(3,\).*got \(5,\).*jax\.vmap"):
         model(jnp.ones(5))
     with pytest.raises(ValueError, match=r"got \(2, 3\)"):
         model(jnp.ones((2, 3)))
-    scalar = snn.MLP("scalar", 1, width=4, depth=1, key=getkey())
+    scalar = snn.MLP("scalar", 2, width=8, depth=1, key=getkey())
     with pytest.raises(ValueError, match=r"expected input of shape \(\)"):
         scalar(jnp.ones(1))
 
@@ -452,11 +467,11 @@ def test_mlp_float64(getkey):
     with pytest.raises(ValueError, match="64-bit mode is off"):
         snn.MLP(3, 1, 4, 1, key=getkey(), dtype="float64")
     with backend.precision("float64"):
-        model = snn.MLP(3, 2, 4, 2, activation="segem", key=getkey())
+        model = snn.MLP(3, 2, 8, 2, activation="segem", key=getkey())
         assert all(leaf.dtype == jnp.float64 for leaf in jax.tree_util.tree_leaves(model))
-        y = jax.vmap(model)(jnp.ones((2, 3), jnp.float64))
+        y = eqx.filter_jit(jax.vmap(model))(jnp.ones((2, 3), jnp.float64))
         assert y.dtype == jnp.float64
-        explicit = snn.MLP(3, 2, 4, 2, key=getkey(), dtype="float32")
+        explicit = snn.MLP(3, 2, 8, 2, key=getkey(), dtype="float32")
         assert explicit.layers[0].weight.dtype == jnp.float32
 
 
@@ -467,8 +482,8 @@ def test_mlp_same_structure_does_not_retrace(getkey):
         return jax.vmap(model)(x)
 
     x = jnp.ones((4, 3))
-    for _ in range(3):
-        f(snn.MLP(3, 1, 8, 2, activation=snn.LeakyReLU(float(_) / 10), key=getkey()), x)
+    for slope in (0.0, 0.1, 0.2):
+        f(snn.MLP(3, 2, 8, 2, activation=snn.LeakyReLU(slope), key=getkey()), x)
 
 
 # --------------------------------------------------------------------------------------------------
