@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Integer
 
+from ._checks import check_float_array
+
 __all__ = ["SCHEMES", "Quantized", "dequantize", "fake_quantize", "quantize"]
 
 #: The valid values of ``scheme``.
@@ -151,19 +153,6 @@ class Quantized(eqx.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_x(x: Any) -> Array:
-    try:
-        arr = jnp.asarray(x)
-    except TypeError as e:
-        raise TypeError(f"`x` must be a real floating array, got {type(x).__name__}") from e
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        raise TypeError(
-            f"`x` must be a real floating array, got dtype {arr.dtype}; cast it first, e.g. "
-            "`x.astype(jnp.float32)`"
-        )
-    return arr
-
-
 def _check_bits(bits: Any) -> int:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
         raise ValueError(
@@ -249,7 +238,7 @@ def _prepare(
     x: Any, bits: Any, scheme: Any, axis: Any, narrow_range: Any, scale: Any, zero_point: Any
 ) -> tuple[Array, Array | None, Array | None, _Config]:
     """The boundary checks that need no array values (ValueError/TypeError naming the argument)."""
-    x = _check_x(x)
+    x = check_float_array(x, name="x")
     bits = _check_bits(bits)
     scheme = _check_scheme(scheme)
     axis = _check_axis(axis, x.ndim)

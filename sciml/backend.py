@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._checks import check_float_array as check_float_array
 from ._quantize import Quantized as Quantized
 from ._quantize import dequantize as dequantize
 from ._quantize import fake_quantize as fake_quantize
@@ -43,6 +44,7 @@ __all__ = [
     "PRECISIONS",
     "Quantized",
     "as_array",
+    "check_float_array",
     "complex_dtype",
     "default_dtype",
     "dequantize",

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ..backend import float_dtype
+from ..backend import check_float_array, float_dtype
 
 __all__ = [
     "EGEM",
@@ -59,16 +59,6 @@ def _check_n(n: Any) -> int:
             f"got n={n!r}; `n` (the GEM order, gate exponent 2n) must be a positive int, e.g. n=1"
         )
     return int(n)
-
-
-def _check_float_input(x: ArrayLike) -> Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(
-            f"activations take real floating arrays, got dtype {x.dtype}; convert with "
-            "`sciml.backend.as_array(x)`"
-        )
-    return x
 
 
 def _is_concrete(v: Any) -> bool:
@@ -136,7 +126,7 @@ def relu(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
 
     Paper: Nair & Hinton (2010), "Rectified linear units improve restricted Boltzmann machines".
     """
-    return jax.nn.relu(_check_float_input(x))
+    return jax.nn.relu(check_float_array(x))
 
 
 def leaky_relu(
@@ -166,7 +156,7 @@ def leaky_relu(
     Paper: Maas, Hannun & Ng (2013), "Rectifier nonlinearities improve neural network acoustic
     models".
     """
-    x = _check_float_input(x)
+    x = check_float_array(x)
     s = _like(_check_param(negative_slope, "negative_slope"), x)
     return jnp.where(x >= 0, x, s * x)
 
@@ -192,7 +182,7 @@ def softplus(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
     Paper: Dugas et al. (2001), "Incorporating second-order functional knowledge for better option
     pricing".
     """
-    return jax.nn.softplus(_check_float_input(x))
+    return jax.nn.softplus(check_float_array(x))
 
 
 def gelu(x: Float[ArrayLike, "*shape"], approximate: bool = False) -> Float[Array, "*shape"]:
@@ -218,7 +208,7 @@ def gelu(x: Float[ArrayLike, "*shape"], approximate: bool = False) -> Float[Arra
 
     Paper: Hendrycks & Gimpel (2016), "Gaussian Error Linear Units (GELUs)", arXiv:1606.08415.
     """
-    return jax.nn.gelu(_check_float_input(x), approximate=approximate)
+    return jax.nn.gelu(check_float_array(x), approximate=approximate)
 
 
 def tanh(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
@@ -237,7 +227,7 @@ def tanh(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
         >>> tanh(jnp.float32(0.0))
         Array(0., dtype=float32)
     """
-    return jnp.tanh(_check_float_input(x))
+    return jnp.tanh(check_float_array(x))
 
 
 def _loglogistic(u: Array, k: int, *, closed: bool, scale: Array | None = None) -> Array:
@@ -305,7 +295,7 @@ def gem(x: Float[ArrayLike, "*shape"], n: int = 1) -> Float[Array, "*shape"]:
 
     Paper: Krause (2026), "Geometric Monomial activations", arXiv:2604.21677.
     """
-    return _gem(_check_float_input(x), _check_n(n))
+    return _gem(check_float_array(x), _check_n(n))
 
 
 def _egem(x: Array, n: int, eps: Array) -> Array:
@@ -350,7 +340,7 @@ def egem(
     Paper: Krause (2026), "Geometric Monomial activations", arXiv:2604.21677 (the E-GEM form here is
     our reading of it; see ``shared/reference/gem.md``).
     """
-    x = _check_float_input(x)
+    x = check_float_array(x)
     eps = _like(_check_param(eps, "eps", positive=True), x)
     return _egem(x, _check_n(n), eps)
 
@@ -404,7 +394,7 @@ def segem(
     Paper: Krause (2026), "Geometric Monomial activations", arXiv:2604.21677 (SE-GEM; negative
     branch ours, as stated above).
     """
-    x = _check_float_input(x)
+    x = check_float_array(x)
     alpha = _like(_check_param(alpha, "alpha", nonneg=True), x)
     return _segem(x, _check_n(n), alpha)
 
@@ -528,7 +518,7 @@ class GEM(AbstractActivation):
         self.n = _check_n(n)
 
     def __call__(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
-        return _gem(_check_float_input(x), self.n)
+        return _gem(check_float_array(x), self.n)
 
 
 class EGEM(AbstractActivation):
@@ -553,7 +543,7 @@ class EGEM(AbstractActivation):
         self.trainable = bool(trainable)
 
     def __call__(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
-        x = _check_float_input(x)
+        x = check_float_array(x)
         return _egem(x, self.n, _like(_frozen(self.eps, self.trainable), x))
 
 
@@ -579,7 +569,7 @@ class SEGEM(AbstractActivation):
         self.trainable = bool(trainable)
 
     def __call__(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
-        x = _check_float_input(x)
+        x = check_float_array(x)
         return _segem(x, self.n, _like(_frozen(self.alpha, self.trainable), x))
 
 

@@ -181,6 +181,9 @@ def test_bad_input_errors():
     wide = (jnp.ones((8, 5)), jnp.ones((8, 1)))
     with pytest.raises(ValueError, match=r"first batch \(shapes \[0\]: \(8, 5\), \[1\]: \(8, 1\)\)"):
         fit(make_model(), loss_fn, wide, opt, steps=2, key=jax.random.key(0), progress=False)
+    net = sciml.nn.MLP(3, 1, 8, 1, "relu", key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"\(8, 5\).*MLP expected input of shape \(3,\).*got \(5,\)"):
+        fit(net, loss_fn, wide, opt, steps=2, key=jax.random.key(0), progress=False)
     with pytest.raises(ValueError, match=r"`parallel` must be None, one of \['single', 'pmap', 'sharded'\]"):
         fit(make_model(), loss_fn, data, opt, steps=2, key=jax.random.key(0), parallel="tpu")
     with pytest.raises(ValueError, match="asked for 64 devices but only 4"):
