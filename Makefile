@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test test-slow bench lint install clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check "ruff>=0.6"
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -130,7 +130,7 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> Any:
         )
     loaded = eqx.tree_deserialise_leaves(path / _LEAVES, _to_storable(like))
     return jax.tree_util.tree_map(
-        lambda x, l: jax.random.wrap_key_data(x, impl=jax.random.key_impl(l)) if _is_key(l) else x,
+        lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref)) if _is_key(ref) else x,
         loaded,
         like,
     )

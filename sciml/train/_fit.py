@@ -6,7 +6,6 @@ import collections.abc
 import dataclasses
 import itertools
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any

@@ -33,7 +33,7 @@ def main() -> None:
         parallel="sharded", progress=False,
     )
     leaves = [np.asarray(v) for v in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
-    np.savez(out, loss=history.loss, devices=jax.device_count(), *leaves)
+    np.savez(out, *leaves, loss=history.loss, devices=jax.device_count())
     sciml.train.shutdown_distributed()
 
 

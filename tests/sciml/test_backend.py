@@ -12,7 +12,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 import sciml.backend as B
 
-
 # --- precision -------------------------------------------------------------------------------------
 
 
@@ -153,7 +152,8 @@ def test_matmul_transformations(getkey):
 
 
 def test_matmul_errors():
-    with pytest.raises(ValueError, match=r"inner dimensions differ: `a` has shape \(2, 3\).*`b` has shape \(4, 5\)"):
+    msg = r"inner dimensions differ: `a` has shape \(2, 3\).*`b` has shape \(4, 5\)"
+    with pytest.raises(ValueError, match=msg):
         B.matmul(jnp.ones((2, 3)), jnp.ones((4, 5)))
     with pytest.raises(TypeError, match="both be integer or both be floating"):
         B.matmul(jnp.ones((2, 3), jnp.int8), jnp.ones((3, 2)))
