@@ -101,11 +101,13 @@ def set_precision(name: str) -> None:
     Raises:
         ValueError: for any other name.
 
-    Example:
-        >>> import sciml.backend as B
-        >>> B.set_precision("float64"); B.default_dtype()
-        dtype('float64')
-        >>> B.set_precision("float32")
+    ``"float32"`` does not switch 64-bit mode off again (other code may rely on it); the
+    :func:`precision` context manager restores both.
+
+    Example (at the top of a script; inside a library prefer ``with precision("float64"):``)::
+
+        import sciml.backend as B
+        B.set_precision("float64")
     """
     name = _check_default_name(name, "name")
     if name == "float64":
@@ -115,7 +117,16 @@ def set_precision(name: str) -> None:
 
 @contextlib.contextmanager
 def precision(name: str) -> Iterator[None]:
-    """Context manager: the default precision is ``name`` inside the block, restored after it."""
+    """Context manager: the default precision is ``name`` inside the block, restored after it.
+
+    Example:
+        >>> import sciml.backend as B
+        >>> with B.precision("float64"):
+        ...     B.default_dtype()
+        dtype('float64')
+        >>> B.default_dtype()
+        dtype('float32')
+    """
     old_name, old_x64 = _Policy.name, jax.config.jax_enable_x64
     set_precision(name)
     try:

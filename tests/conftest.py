@@ -1,22 +1,13 @@
-"""Strict test setup (STYLE.md #10): several CPU devices, strict dtype promotion, warnings as errors.
+"""Fixtures for tests/ (the device count and dtype promotion are set in the root conftest.py)."""
 
-The device count must be fixed before jax initialises its backends, so it is set here, at import.
-"""
-
-import os
-
-os.environ.setdefault("XLA_FLAGS", "")
-if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
-    os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=4"
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import pytest  # noqa: E402
-
-jax.config.update("jax_numpy_dtype_promotion", "strict")
+import jax
+import jax.numpy as jnp
+import pytest
 
 N_DEVICES = 4
+
+# A script run in subprocesses (it sets XLA_FLAGS at import): not a module for doctest collection.
+collect_ignore = ["sciml/distributed_worker.py"]
 
 
 @pytest.fixture
@@ -33,5 +24,5 @@ def getkey():
 
 @pytest.fixture(scope="session", autouse=True)
 def _check_devices():
-    assert jax.device_count() >= N_DEVICES, "tests expect several CPU devices (see conftest)"
+    assert jax.device_count() >= N_DEVICES, "tests expect several CPU devices (see conftest.py)"
     assert jnp.zeros(()).dtype == jnp.float32
