@@ -22,5 +22,6 @@ from ._sde_types import ItoSDE as ItoSDE
 # --- benchmark problems (pde/problems.py) ---
 
 # --- multilevel Picard (pde/_picard.py) ---
+from ._picard import multilevel_picard as multilevel_picard
 
 # --- solvers (pde/solvers) ---
