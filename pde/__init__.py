@@ -18,10 +18,34 @@ from ._sde_types import GeometricBrownianMotion as GeometricBrownianMotion
 from ._sde_types import ItoSDE as ItoSDE
 
 # --- sampling (pde/sde.py) ---
+from .sde import AbstractScheme as AbstractScheme
+from .sde import EulerMaruyama as EulerMaruyama
+from .sde import Exact as Exact
+from .sde import Milstein as Milstein
+from .sde import Path as Path
+from .sde import sample_path as sample_path
+from .sde import sample_paths as sample_paths
+from .sde import sample_terminal as sample_terminal
 
 # --- benchmark problems (pde/problems.py) ---
+from .problems import HJB as HJB
+from .problems import PROBLEMS as PROBLEMS
+from .problems import AllenCahn as AllenCahn
+from .problems import DefaultRisk as DefaultRisk
+from .problems import HeatGaussian as HeatGaussian
+from .problems import HeatParaboloid as HeatParaboloid
+from .problems import MaxCall as MaxCall
+from .problems import QuadraticGradient as QuadraticGradient
+from .problems import ReactionDiffusion as ReactionDiffusion
+from .problems import make_problem as make_problem
 
 # --- multilevel Picard (pde/_picard.py) ---
 from ._picard import multilevel_picard as multilevel_picard
 
 # --- solvers (pde/solvers) ---
+from .solvers import AbstractMethod as AbstractMethod
+from .solvers import DeepBSDE as DeepBSDE
+from .solvers import DeepKolmogorov as DeepKolmogorov
+from .solvers import MultilevelPicard as MultilevelPicard
+from .solvers import Solution as Solution
+from .solvers import solve as solve

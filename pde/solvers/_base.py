@@ -84,10 +84,31 @@ def check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> No
 
 
 def make_network(problem: AbstractProblem, out_size, width: int, depth: int, activation, *, key,
-                 in_size=None) -> nn.MLP:
-    """The default network of the solvers: ``sciml.nn.MLP`` with the problem's dimension."""
-    return nn.MLP(problem.dim if in_size is None else in_size, out_size, width, depth, activation,
-                  key=key, dtype=problem.x0.dtype)
+                 in_size=None, network=None):
+    """The solvers' network: ``network`` if the user gave one (an equinox Module or
+    ``sciml.nn.from_flax(...)``), checked against the problem's dimensions; else a
+    ``sciml.nn.MLP`` of the given width, depth and activation.
+
+    Raises:
+        ValueError: ``network`` does not map the expected input shape to the expected output shape.
+    """
+    n_in = problem.dim if in_size is None else in_size
+    if network is None:
+        return nn.MLP(n_in, out_size, width, depth, activation, key=key, dtype=problem.x0.dtype)
+    want = () if out_size == "scalar" else (out_size,)
+    try:
+        out = jax.eval_shape(network, jax.ShapeDtypeStruct((n_in,), problem.x0.dtype))
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"`network` must accept inputs of shape ({n_in},) for this problem of dimension "
+            f"{problem.dim}; calling it failed: {e}"
+        ) from e
+    if getattr(out, "shape", None) != want:
+        raise ValueError(
+            f"`network` must map shape ({n_in},) to shape {want} for this problem of dimension "
+            f"{problem.dim}, but it returns {getattr(out, 'shape', type(out).__name__)}"
+        )
+    return network
 
 
 def solve(

@@ -11,6 +11,8 @@ forward along sampled paths, and minimises :math:`\mathbb{E}|Y_N - g(X_N)|^2`
 (Han, Jentzen, E, "Solving high-dimensional partial differential equations using deep learning",
 PNAS 2018). One network shared over time with t as an input (Chan-Wai-Nam, Mikael, Warin 2019)
 replaces the original one-network-per-step, which costs N times the parameters for the same result.
+By default Z is the gradient of a scalar network (``z_from="gradient"``, as the true Z is
+sigma^T grad u; cf. Raissi 2018, "Forward-backward stochastic neural networks").
 
 **Z-collapse guard.** ``Z = 0`` is a stationary point that a poorly scaled run can drift into:
 the loss then plateaus at Var(g(X_T)) and ``Y_0`` becomes a plain Monte Carlo mean that ignores the
@@ -60,13 +62,30 @@ def forward_paths(sde: AbstractSDE, x0, ts, key, n_paths: int):
 
 
 class _BSDEModel(eqx.Module):
+    """Y_0 and the map (t, x) -> Z_t.
+
+    ``z_from="gradient"``: Z = sigma^T grad_x phi(t, x) with phi = scale * net(t, x / spread) a
+    scalar network: Z is a gradient field by construction, as the true Z = sigma^T grad u is.
+    ``z_from="network"``: Z = scale * net(t, x) directly (the original deep BSDE's form).
+    """
+
     y0: jax.Array
-    z0: jax.Array
-    z_net: eqx.Module
-    z_scale: jax.Array
+    net: eqx.Module
+    scale: jax.Array
+    spread: jax.Array
+    sde: AbstractSDE
+    z_from: str = eqx.field(static=True)
 
     def z(self, t, x):
-        return jax.lax.stop_gradient(self.z_scale) * self.z_net(jnp.concatenate([t[None], x]))
+        sg = jax.lax.stop_gradient
+        scale, spread = sg(self.scale), sg(self.spread)
+        if self.z_from == "network":
+            return scale * self.net(jnp.concatenate([t[None], x / spread]))
+        grad = jax.grad(lambda y: self.net(jnp.concatenate([t[None], y / spread])))(x)
+        return self.sde.diffusion(t, x).transpose().mv(scale * grad)
+
+
+_Z_FROM = ("gradient", "network")
 
 
 class DeepBSDE(AbstractMethod):
@@ -80,8 +99,13 @@ class DeepBSDE(AbstractMethod):
         batch_size: paths per step.
         steps: default number of Adam steps.
         learning_rate: initial Adam step size (cosine-decayed to 1%).
-        y0_learning_rate_factor: Y_0 learns this many times faster (it is a single scalar that
-            carries the answer; the original paper uses a separate range for it).
+        z_from: ``"gradient"`` (default): Z = sigma^T grad phi for a scalar network phi(t, x), a
+            gradient field like the true Z = sigma^T grad u (one output instead of d, and a
+            near-linear Z needs only a near-quadratic phi); ``"network"``: a network with d
+            outputs gives Z directly, as in Han, Jentzen, E (2018).
+        network: a network of your own, ((d+1,) -> ()) for ``z_from="gradient"`` or
+            ((d+1,) -> (d,)) for ``"network"``: an equinox Module or
+            ``sciml.nn.from_flax(nnx_model)``; replaces width/depth/activation.
     """
 
     time_steps: int = eqx.field(default=20, static=True)
@@ -91,6 +115,8 @@ class DeepBSDE(AbstractMethod):
     batch_size: int = eqx.field(default=256, static=True)
     steps: int = eqx.field(default=3000, static=True)
     learning_rate: float = eqx.field(default=5e-3, static=True)
+    z_from: str = eqx.field(default="gradient", static=True)
+    network: eqx.Module | None = None
 
     def __check_init__(self):
         check_positive_int(self.width, "width", allow_none=True)
@@ -99,6 +125,8 @@ class DeepBSDE(AbstractMethod):
             check_positive_int(getattr(self, name), name)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate!r}")
+        if self.z_from not in _Z_FROM:
+            raise ValueError(f"`z_from` must be one of {list(_Z_FROM)}, got {self.z_from!r}")
 
     def _grid(self, problem: AbstractProblem):
         dtype = problem.x0.dtype
@@ -111,17 +139,30 @@ class DeepBSDE(AbstractMethod):
         ts = self._grid(problem)
         x0 = problem.x0
 
-        # Pilot: a Monte Carlo guess of Y_0 (linear part only) and the scale of g(X_T).
+        # Pilot: a Monte Carlo guess of Y_0 (the linear part), the scale of g(X_T) and the spread
+        # of X over the run, to standardise the network's inputs and outputs.
         xs, _ = forward_paths(problem.sde, x0, ts, k_pilot, 1024)
         g_pilot = jax.vmap(problem.terminal)(xs[:, -1])
+        std_g = jnp.maximum(jnp.std(g_pilot), jnp.asarray(1e-3, dtype))
+        spread = jnp.maximum(jnp.std(xs[:, -1], axis=0), jnp.asarray(1e-3, dtype))
         width = self.width or d + 10
-        net = make_network(problem, d, width, self.depth, self.activation, key=k_net, in_size=d + 1)
-        z_scale = jnp.maximum(jnp.std(g_pilot), jnp.asarray(1e-3, dtype)) / jnp.sqrt(problem.horizon)
+        if self.z_from == "gradient":
+            # phi varies like u, by about std g(X_T) over the spread of X_T
+            out, scale = "scalar", std_g
+        else:
+            # E int |Z|^2 dt = Var g(X_T) for the true Z: a unit output per coordinate carries
+            # about that energy. A larger scale injects noise Z . dW that swamps the signal and
+            # pushes training towards Z = 0.
+            out, scale = d, std_g / jnp.sqrt(problem.horizon * d)
+        net = make_network(problem, out, width, self.depth, self.activation, key=k_net,
+                           in_size=d + 1, network=self.network)
         model = _BSDEModel(
             y0=jnp.mean(g_pilot),
-            z0=jnp.zeros((d,), dtype),
-            z_net=net,
-            z_scale=z_scale.astype(dtype),
+            net=net,
+            scale=scale.astype(dtype),
+            spread=spread.astype(dtype),
+            sde=problem.sde,
+            z_from=self.z_from,
         )
 
         def sample(k):
@@ -152,12 +193,10 @@ def _roll(problem: AbstractProblem, m: _BSDEModel, ts, xs, dws):
     batch = xs.shape[0]
     y = jnp.broadcast_to(m.y0, (batch,))
     energy = jnp.zeros((batch,), xs.dtype)
-    z = jnp.broadcast_to(m.z0, (batch, xs.shape[-1]))
     f = jax.vmap(problem.nonlinearity, in_axes=(None, 0, 0, 0))
     for n in range(ts.shape[0] - 1):
         t, dt = ts[n], ts[n + 1] - ts[n]
-        if n > 0:
-            z = jax.vmap(lambda x, t=t: m.z(t, x))(xs[:, n])
+        z = jax.vmap(lambda x, t=t: m.z(t, x))(xs[:, n])
         y = y - f(t, xs[:, n], y, z) * dt + jnp.sum(z * dws[:, n], axis=-1)
         energy = energy + jnp.sum(z**2, axis=-1) * dt
     return y, energy

@@ -74,6 +74,8 @@ class DeepKolmogorov(AbstractMethod):
         steps: default number of Adam steps.
         learning_rate: initial Adam step size (cosine-decayed to 1% over the run).
         eval_points: uniformly drawn box points for the relative L1 error.
+        network: a network of your own for x -> u(0, x) ((d,) -> ()): an equinox Module or
+            ``sciml.nn.from_flax(nnx_model)``; replaces width/depth/activation.
     """
 
     width: int | None = eqx.field(default=None, static=True)
@@ -84,6 +86,7 @@ class DeepKolmogorov(AbstractMethod):
     steps: int = eqx.field(default=3000, static=True)
     learning_rate: float = eqx.field(default=3e-3, static=True)
     eval_points: int = eqx.field(default=8192, static=True)
+    network: eqx.Module | None = None
 
     def __check_init__(self):
         check_positive_int(self.width, "width", allow_none=True)
@@ -105,7 +108,8 @@ class DeepKolmogorov(AbstractMethod):
         k_net, k_pilot, k_fit = backend.split_key(key, 3)
         box = problem.box
         width = self.width or problem.dim + 50
-        net = make_network(problem, "scalar", width, self.depth, self.activation, key=k_net)
+        net = make_network(problem, "scalar", width, self.depth, self.activation, key=k_net,
+                           network=self.network)
 
         paths = self.paths_per_point
 

@@ -33,7 +33,8 @@ def test_info_json(capsys):
 
 
 def test_demo_prints_table_and_writes_png(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path), "--steps", "300", "--no-progress"]) == 0
+    assert cli.main(["demo", "--out", str(tmp_path), "--steps", "300", "--no-progress",
+                     "--only", "sciml"]) == 0
     out = capsys.readouterr().out
     assert "relative L2 error" in out and "system" in out.splitlines()[0]
     rows = json.loads((tmp_path / "results.json").read_text())

@@ -1,0 +1,121 @@
+"""pde.solve with DeepKolmogorov, DeepBSDE, MultilevelPicard at small d and few steps.
+
+Tolerances are loose enough for a few hundred steps but tight enough to fail on a wrong sign of f,
+a factor 2 in the diffusion, or a reversed time direction (each case states the wrong answer it
+rules out).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pde
+from pde.solvers._deep_bsde import _BSDEModel, _z_diagnostics
+
+
+def test_deep_kolmogorov_heat_paraboloid_small_d():
+    d = 5
+    problem = pde.make_problem("heat-paraboloid", d)
+    sol = pde.solve(problem, pde.DeepKolmogorov(batch_size=256, width=32), key=jax.random.key(0),
+                    steps=400, progress=False)
+    # u = |x|^2 + 2Td: a diffusion off by a factor 2 gives |x|^2 + Td or + 4Td, i.e. a relative
+    # error of about 0.4 or 0.8 on [0,1]^5 (mean |x|^2 = 5/3); forgetting time gives 2Td -> 0.
+    assert sol.box_rel_l1 < 0.02
+    assert sol.n_params > 0 and sol.history is not None
+    assert abs(sol.value - float(sol.reference.value)) / float(sol.reference.value) < 0.05
+
+
+def test_deep_kolmogorov_max_call_small_d():
+    d = 3
+    problem = pde.make_problem("max-call", d)
+    sol = pde.solve(problem, pde.DeepKolmogorov(batch_size=256, width=32), key=jax.random.key(1),
+                    steps=400, progress=False)
+    # no discount would be e^{0.05} ~ 5% too high; undiscounted/misdrifted GBMs miss by more
+    assert sol.box_rel_l1 < 0.02, sol.box_rel_l1
+
+
+@pytest.mark.parametrize("parallel", ["sharded", "pmap"])
+def test_deep_kolmogorov_on_four_devices_matches_one(parallel):
+    problem = pde.make_problem("heat-paraboloid", 4)
+    method = pde.DeepKolmogorov(batch_size=256, width=16)
+    one = pde.solve(problem, method, key=jax.random.key(2), steps=200, progress=False)
+    four = pde.solve(problem, method, key=jax.random.key(2), steps=200, progress=False,
+                     parallel=parallel)
+    if parallel == "sharded":  # the same program on a sharded batch: same numbers to rounding
+        np.testing.assert_allclose(four.value, one.value, rtol=1e-4)
+    else:  # pmap samples each device's share with its own key: the same estimate statistically
+        assert abs(four.value - one.value) / abs(one.value) < 0.02
+        assert four.box_rel_l1 < 2 * one.box_rel_l1 + 0.01
+
+
+def test_deep_bsde_hjb_small_d_uses_the_nonlinearity():
+    d = 10
+    problem = pde.make_problem("hjb", d, lam=10)
+    linear_part = float(jnp.mean(jax.vmap(problem.terminal)(
+        jnp.sqrt(2.0) * jax.random.normal(jax.random.key(0), (20000, d)))))
+    ref = float(problem.reference().value)
+    sol = pde.solve(problem, pde.DeepBSDE(time_steps=10, batch_size=128), key=jax.random.key(3),
+                    steps=600, progress=False)
+    assert not sol.stats["z_collapsed"]
+    # closer to the true value than to the linear part (which a solver ignoring f would return)
+    assert abs(sol.value - ref) < 0.5 * abs(linear_part - ref), (sol.value, ref, linear_part)
+    assert sol.rel_error < 0.02
+
+
+def test_z_collapse_is_reported():
+    problem = pde.make_problem("hjb", 5)
+    method = pde.DeepBSDE(time_steps=5)
+    sol = pde.solve(problem, method, key=jax.random.key(4), steps=200, progress=False)
+    assert not sol.stats["z_collapsed"] and sol.stats["z_energy_ratio"] > 0.2
+    dead = _BSDEModel(sol.model.y0, sol.model.net, jnp.zeros_like(sol.model.scale),
+                      sol.model.spread, sol.model.sde, sol.model.z_from)
+    stats = _z_diagnostics(problem, dead, method._grid(problem), jax.random.key(0))
+    assert stats["z_collapsed"] and stats["z_energy_ratio"] == 0.0
+
+
+def test_multilevel_picard_method_reaction_diffusion():
+    problem = pde.make_problem("reaction-diffusion", 10)
+    sol = pde.solve(problem, pde.MultilevelPicard(level=3), key=jax.random.key(5))
+    assert sol.model is None and sol.history is None and sol.n_params == 0
+    assert sol.rel_error < 0.05  # u(0,0) = 1.6; dropping f gives 1 + kappa + 0 -> same, so:
+    assert np.isfinite(sol.stats["stderr"])
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="DeepKolmogorov solves linear problems"):
+        pde.solve(pde.make_problem("hjb", 3), pde.DeepKolmogorov(), key=jax.random.key(0), steps=1)
+    with pytest.raises(TypeError, match="`problem` must be a pde.AbstractProblem"):
+        pde.solve("hjb", pde.DeepBSDE(), key=jax.random.key(0))
+    with pytest.raises(TypeError, match="`method` must be a pde method object"):
+        pde.solve(pde.make_problem("hjb", 3), "deep-bsde", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`time_steps` must be a positive int"):
+        pde.DeepBSDE(time_steps=0)
+    with pytest.raises(ValueError, match="`steps` must be a positive int"):
+        pde.solve(pde.make_problem("hjb", 3), pde.DeepBSDE(), key=jax.random.key(0), steps=0)
+    with pytest.raises(ValueError, match="`learning_rate` must be > 0"):
+        pde.DeepKolmogorov(learning_rate=0.0)
+
+
+def test_divergence_stops_with_the_step():
+    from sciml.train import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="at step"):
+        pde.solve(pde.make_problem("heat-paraboloid", 3), pde.DeepKolmogorov(learning_rate=1e6),
+                  key=jax.random.key(0), steps=300, progress=False)
+
+
+def test_custom_network_dimension_is_checked():
+    import sciml
+
+    problem = pde.make_problem("heat-paraboloid", 4)
+    wrong = sciml.nn.MLP(3, "scalar", 8, 1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"`network` must accept inputs of shape \(4,\)"):
+        pde.solve(problem, pde.DeepKolmogorov(network=wrong), key=jax.random.key(0), steps=2)
+    vector_out = sciml.nn.MLP(4, 2, 8, 1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"must map shape \(4,\) to shape \(\)"):
+        pde.solve(problem, pde.DeepKolmogorov(network=vector_out), key=jax.random.key(0), steps=2)
+    ok = sciml.nn.MLP(4, "scalar", 16, 2, "softplus", key=jax.random.key(0))
+    sol = pde.solve(problem, pde.DeepKolmogorov(network=ok, batch_size=128), key=jax.random.key(0),
+                    steps=50, progress=False)
+    assert sol.n_params == sum(x.size for x in jax.tree_util.tree_leaves(ok))
