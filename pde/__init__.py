@@ -5,6 +5,8 @@ Convention (see :mod:`pde._problem`): u_t + 1/2 Tr(sigma sigma^T Hess u) + mu . 
 """
 
 # --- problem types (pde/_problem.py) ---
+# --- multilevel Picard (pde/_picard.py) ---
+from ._picard import multilevel_picard as multilevel_picard
 from ._problem import AbstractLinearProblem as AbstractLinearProblem
 from ._problem import AbstractProblem as AbstractProblem
 from ._problem import Box as Box
@@ -16,16 +18,6 @@ from ._sde_types import AbstractSDE as AbstractSDE
 from ._sde_types import BrownianMotion as BrownianMotion
 from ._sde_types import GeometricBrownianMotion as GeometricBrownianMotion
 from ._sde_types import ItoSDE as ItoSDE
-
-# --- sampling (pde/sde.py) ---
-from .sde import AbstractScheme as AbstractScheme
-from .sde import EulerMaruyama as EulerMaruyama
-from .sde import Exact as Exact
-from .sde import Milstein as Milstein
-from .sde import Path as Path
-from .sde import sample_path as sample_path
-from .sde import sample_paths as sample_paths
-from .sde import sample_terminal as sample_terminal
 
 # --- benchmark problems (pde/problems.py) ---
 from .problems import HJB as HJB
@@ -39,8 +31,15 @@ from .problems import QuadraticGradient as QuadraticGradient
 from .problems import ReactionDiffusion as ReactionDiffusion
 from .problems import make_problem as make_problem
 
-# --- multilevel Picard (pde/_picard.py) ---
-from ._picard import multilevel_picard as multilevel_picard
+# --- sampling (pde/sde.py) ---
+from .sde import AbstractScheme as AbstractScheme
+from .sde import EulerMaruyama as EulerMaruyama
+from .sde import Exact as Exact
+from .sde import Milstein as Milstein
+from .sde import Path as Path
+from .sde import sample_path as sample_path
+from .sde import sample_paths as sample_paths
+from .sde import sample_terminal as sample_terminal
 
 # --- solvers (pde/solvers) ---
 from .solvers import AbstractMethod as AbstractMethod

@@ -55,8 +55,9 @@ def register_command(name: str, help: str, configure: Callable[[argparse.Argumen
 
 def _load_systems() -> None:
     # Importing a system registers its demo and subcommand.
-    from . import _demo  # noqa: F401
     import pde._cli  # noqa: F401
+
+    from . import _demo  # noqa: F401
 
 
 # --- info ------------------------------------------------------------------------------------------

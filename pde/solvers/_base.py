@@ -34,7 +34,8 @@ class Solution:
         model: the trained network(s) (``model(x)`` is u(0, x) for box methods).
         history: the training history (``sciml.train.History``); None for non-DNN methods.
         seconds: wall time of the solve, compilation included.
-        n_params: number of trained parameters (0 for non-DNN methods).
+        n_params: number of scalars in the model's floating-point arrays: the trained weights
+            plus fixed standardisation constants (0 for non-DNN methods).
         stats: method-specific diagnostics (e.g. deep BSDE's Z-collapse check).
     """
 

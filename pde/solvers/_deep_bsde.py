@@ -189,16 +189,24 @@ class DeepBSDE(AbstractMethod):
 
 
 def _roll(problem: AbstractProblem, m: _BSDEModel, ts, xs, dws):
-    """Run the discrete BSDE forward along a batch of paths: (Y_N (batch,), sum |Z|^2 dt (batch,))."""
+    """Run the discrete BSDE forward along a batch of paths: (Y_N (batch,), sum |Z|^2 dt (batch,)).
+
+    A ``lax.scan`` over the time steps: one traced step however fine the grid (an unrolled loop
+    took 16 s to compile at N=10 with the gradient-form Z).
+    """
     batch = xs.shape[0]
-    y = jnp.broadcast_to(m.y0, (batch,))
-    energy = jnp.zeros((batch,), xs.dtype)
     f = jax.vmap(problem.nonlinearity, in_axes=(None, 0, 0, 0))
-    for n in range(ts.shape[0] - 1):
-        t, dt = ts[n], ts[n + 1] - ts[n]
-        z = jax.vmap(lambda x, t=t: m.z(t, x))(xs[:, n])
-        y = y - f(t, xs[:, n], y, z) * dt + jnp.sum(z * dws[:, n], axis=-1)
-        energy = energy + jnp.sum(z**2, axis=-1) * dt
+
+    def step(carry, inp):
+        y, energy = carry
+        t, dt, x, dw = inp
+        z = jax.vmap(lambda xi: m.z(t, xi))(x)
+        y = y - f(t, x, y, z) * dt + jnp.sum(z * dw, axis=-1)
+        return (y, energy + jnp.sum(z**2, axis=-1) * dt), None
+
+    init = (jnp.broadcast_to(m.y0, (batch,)), jnp.zeros((batch,), xs.dtype))
+    inputs = (ts[:-1], jnp.diff(ts), jnp.swapaxes(xs[:, :-1], 0, 1), jnp.swapaxes(dws, 0, 1))
+    (y, energy), _ = jax.lax.scan(step, init, inputs)
     return y, energy
 
 

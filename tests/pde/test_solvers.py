@@ -38,9 +38,9 @@ def test_deep_kolmogorov_max_call_small_d():
 @pytest.mark.parametrize("parallel", ["sharded", "pmap"])
 def test_deep_kolmogorov_on_four_devices_matches_one(parallel):
     problem = pde.make_problem("heat-paraboloid", 4)
-    method = pde.DeepKolmogorov(batch_size=256, width=16)
-    one = pde.solve(problem, method, key=jax.random.key(2), steps=200, progress=False)
-    four = pde.solve(problem, method, key=jax.random.key(2), steps=200, progress=False,
+    method = pde.DeepKolmogorov(batch_size=128, width=16, paths_per_point=4, eval_points=1024)
+    one = pde.solve(problem, method, key=jax.random.key(2), steps=150, progress=False)
+    four = pde.solve(problem, method, key=jax.random.key(2), steps=150, progress=False,
                      parallel=parallel)
     if parallel == "sharded":  # the same program on a sharded batch: same numbers to rounding
         np.testing.assert_allclose(four.value, one.value, rtol=1e-4)
@@ -51,12 +51,14 @@ def test_deep_kolmogorov_on_four_devices_matches_one(parallel):
 
 def test_deep_bsde_hjb_small_d_uses_the_nonlinearity():
     d = 10
-    problem = pde.make_problem("hjb", d, lam=10)
+    # lam=1 at d=10: the nonlinearity moves u(0,0) from E[g] = 2.26 down to 2.16; a solver that
+    # ignores f returns ~2.26, one with f's sign flipped lands above 2.26.
+    problem = pde.make_problem("hjb", d, lam=1)
     linear_part = float(jnp.mean(jax.vmap(problem.terminal)(
         jnp.sqrt(2.0) * jax.random.normal(jax.random.key(0), (20000, d)))))
     ref = float(problem.reference().value)
     sol = pde.solve(problem, pde.DeepBSDE(time_steps=10, batch_size=128), key=jax.random.key(3),
-                    steps=600, progress=False)
+                    steps=300, progress=False)
     assert not sol.stats["z_collapsed"]
     # closer to the true value than to the linear part (which a solver ignoring f would return)
     assert abs(sol.value - ref) < 0.5 * abs(linear_part - ref), (sol.value, ref, linear_part)
@@ -76,10 +78,10 @@ def test_z_collapse_is_reported():
 
 def test_multilevel_picard_method_reaction_diffusion():
     problem = pde.make_problem("reaction-diffusion", 10)
-    sol = pde.solve(problem, pde.MultilevelPicard(level=3), key=jax.random.key(5))
+    sol = pde.solve(problem, pde.MultilevelPicard(level=4, repeats=8), key=jax.random.key(5))
     assert sol.model is None and sol.history is None and sol.n_params == 0
-    assert sol.rel_error < 0.05  # u(0,0) = 1.6; dropping f gives 1 + kappa + 0 -> same, so:
-    assert np.isfinite(sol.stats["stderr"])
+    assert sol.rel_error < 0.05  # one level-4 estimate spreads ~8%; 8 repeats ~3%
+    assert np.isfinite(sol.stats["stderr"]) and sol.stats["stderr"] > 0
 
 
 def test_bad_inputs():
@@ -118,4 +120,5 @@ def test_custom_network_dimension_is_checked():
     ok = sciml.nn.MLP(4, "scalar", 16, 2, "softplus", key=jax.random.key(0))
     sol = pde.solve(problem, pde.DeepKolmogorov(network=ok, batch_size=128), key=jax.random.key(0),
                     steps=50, progress=False)
-    assert sol.n_params == sum(x.size for x in jax.tree_util.tree_leaves(ok))
+    # the network's parameters plus the standardisation constants (x shift/scale, y shift/scale)
+    assert sol.n_params == sum(x.size for x in jax.tree_util.tree_leaves(ok)) + 2 * 4 + 2
