@@ -11,7 +11,8 @@ and the quantity of interest is :math:`u(0, x)` at a point :math:`x_0` or on a b
 with :math:`dX_s = \mu(s, X_s) ds + \sigma(s, X_s) dW_s`, :math:`X_0 = x`,
 
 .. math::
-    u(0, x) = \mathbb{E}\Big[g(X_T) + \int_0^T f\big(s, X_s, u(s, X_s), \sigma^\top\nabla u(s, X_s)\big)\,ds\Big].
+    u(0, x) = \mathbb{E}\Big[g(X_T)
+        + \int_0^T f\big(s, X_s, u(s, X_s), \sigma^\top\nabla u(s, X_s)\big)\,ds\Big].
 
 A *linear* problem has :math:`f(t,x,u,z) = -r\,u` with a constant discount rate :math:`r \ge 0`, so
 :math:`u(0,x) = e^{-rT}\,\mathbb{E}[g(X_T)]`. The forward-time form of the heat equation,
