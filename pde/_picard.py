@@ -20,12 +20,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Var
 from jaxtyping import Array, Float
 
 from sciml import backend
 
-from ._problem import AbstractProblem, Reference
+from ._problem import AbstractProblem, Reference, nonlinearity_uses_z
 from ._sde_types import AbstractExactSDE, AbstractSDE, BrownianMotion, GeometricBrownianMotion
 
 __all__ = ["multilevel_picard"]
@@ -58,19 +57,6 @@ def _cost(level: int, base: int) -> int:
         inner = sum(base ** (n - lv) * (1 + costs[lv] + (costs[lv - 1] if lv else 0)) for lv in range(n))
         costs.append(base**n + inner)
     return costs[level]
-
-
-def _depends_on_z(problem: AbstractProblem, dtype, dim: int) -> bool:
-    """Whether f's output is connected to its z argument in f's jaxpr (a structural, conservative test:
-    it cannot miss a dependence the way a derivative at one random point can, e.g. behind `where`)."""
-    scalar = jax.ShapeDtypeStruct((), dtype)
-    vector = jax.ShapeDtypeStruct((dim,), dtype)
-    jaxpr = jax.make_jaxpr(problem.nonlinearity)(scalar, vector, scalar, vector).jaxpr
-    dependent = {jaxpr.invars[3]}
-    for eqn in jaxpr.eqns:
-        if any(isinstance(v, Var) and v in dependent for v in eqn.invars):
-            dependent.update(eqn.outvars)
-    return any(isinstance(v, Var) and v in dependent for v in jaxpr.outvars)
 
 
 def _bismut_mask(sde: AbstractSDE, dtype) -> Array:
@@ -480,7 +466,7 @@ def multilevel_picard(
         )
     _check_key(key)
     if gradient is None:
-        gradient = _depends_on_z(problem, x.dtype, problem.dim)
+        gradient = nonlinearity_uses_z(problem, x.dtype)
     elif not isinstance(gradient, bool):
         raise TypeError(f"`gradient` must be None, True or False, got {gradient!r}")
     if gradient:

@@ -112,3 +112,21 @@ class AbstractLinearProblem(AbstractProblem):
 
     def nonlinearity(self, t, x, u, z):
         return -self.discount_rate.astype(u.dtype) * u
+
+
+def nonlinearity_uses_z(problem: AbstractProblem, dtype) -> bool:
+    """Whether f's output is connected to its z argument in f's jaxpr.
+
+    Structural and conservative: it cannot miss a dependence the way a derivative at one random
+    point can (e.g. behind ``where``), and a dead use such as ``0 * z`` counts as a use.
+    """
+    from jax.extend.core import Var
+
+    scalar = jax.ShapeDtypeStruct((), dtype)
+    vector = jax.ShapeDtypeStruct((problem.dim,), dtype)
+    jaxpr = jax.make_jaxpr(problem.nonlinearity)(scalar, vector, scalar, vector).jaxpr
+    live = {jaxpr.invars[3]}
+    for eqn in jaxpr.eqns:
+        if any(isinstance(v, Var) and v in live for v in eqn.invars):
+            live.update(eqn.outvars)
+    return any(isinstance(v, Var) and v in live for v in jaxpr.outvars)

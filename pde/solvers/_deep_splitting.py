@@ -52,37 +52,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Var
 
 from sciml import backend, train
 from sciml.train import History
 
-from .._problem import AbstractProblem
+from .._problem import AbstractProblem, nonlinearity_uses_z
 from .._sde_types import AbstractExactSDE
 from ._base import AbstractMethod, adam_schedule, check_positive_int, make_network
+from ._deep_bsde import euler_or_exact_step as step
 from ._deep_kolmogorov import Standardized
-
-
-def _uses_z(problem: AbstractProblem, dtype) -> bool:
-    """Whether f's output is connected to its z argument in f's jaxpr (structural and conservative:
-    a dead use such as ``0 * z`` counts as a use). When it is not, no gradient is computed."""
-    scalar = jax.ShapeDtypeStruct((), dtype)
-    vector = jax.ShapeDtypeStruct((problem.dim,), dtype)
-    jaxpr = jax.make_jaxpr(problem.nonlinearity)(scalar, vector, scalar, vector).jaxpr
-    live = {jaxpr.invars[3]}
-    for eqn in jaxpr.eqns:
-        if any(isinstance(v, Var) and v in live for v in eqn.invars):
-            live.update(eqn.outvars)
-    return any(isinstance(v, Var) and v in live for v in jaxpr.outvars)
-
-
-def _step(problem: AbstractProblem, t0, t1, x, dw):
-    """X_{t1} from X_{t0} = x and the Brownian increment dw: exact when the SDE allows, Euler–Maruyama
-    otherwise."""
-    sde = problem.sde
-    if isinstance(sde, AbstractExactSDE):
-        return sde.transition(t0, t1, x, dw)
-    return x + sde.drift(t0, x) * (t1 - t0) + sde.diffusion(t0, x).mv(dw)
 
 
 def _targets(problem: AbstractProblem, prev, t1, dt, x_next, *, uses_z: bool):
@@ -149,13 +127,13 @@ def _sample(problem: AbstractProblem, key, tn, dt, *, n_em: int, moved: bool, ba
         x = jnp.broadcast_to(problem.x0, (batch, d))
     if moved and exact:
         zero = jnp.zeros((), dtype)
-        x = jax.vmap(lambda xi, zi: _step(problem, zero, tn, xi, jnp.sqrt(tn) * zi))(x, z[:, 0])
+        x = jax.vmap(lambda xi, zi: step(problem.sde, zero, tn, xi, jnp.sqrt(tn) * zi))(x, z[:, 0])
     elif moved:
 
         def body(i, x):
             ti = i.astype(dtype) * dt
             zi = jax.lax.dynamic_index_in_dim(z, i, axis=1, keepdims=False)
-            return jax.vmap(lambda xj, zj: _step(problem, ti, ti + dt, xj, jnp.sqrt(dt) * zj))(x, zi)
+            return jax.vmap(lambda xj, zj: step(problem.sde, ti, ti + dt, xj, jnp.sqrt(dt) * zj))(x, zi)
 
         x = jax.lax.fori_loop(0, n_em, body, x)
     dw = jnp.sqrt(dt) * z[:, n_path:]
@@ -184,7 +162,7 @@ def _mean_residual(problem: AbstractProblem, v, x, y, tn, dt, *, theta: float, u
 
 def _next_points(problem: AbstractProblem, tn, t1, x, dw):
     """X_{t_{n+1}} for every point of ``x`` (batch, d) and each of its increments ``dw`` (batch, K, d)."""
-    return jax.vmap(lambda xi, dwi: jax.vmap(lambda w: _step(problem, tn, t1, xi, w))(dwi))(x, dw)
+    return jax.vmap(lambda xi, dwi: jax.vmap(lambda w: step(problem.sde, tn, t1, xi, w))(dwi))(x, dw)
 
 
 def _refit(net, old: Standardized | None, x_shift, x_scale, y_shift, y_scale) -> Standardized:
@@ -354,7 +332,7 @@ class DeepSplitting(AbstractMethod):
         dtype = problem.x0.dtype
         T = problem.horizon.astype(dtype)
         dt = T / N
-        uses_z = _uses_z(problem, dtype)
+        uses_z = nonlinearity_uses_z(problem, dtype)
         theta = self.theta
         exact = isinstance(problem.sde, AbstractExactSDE)
         width = self.width or problem.dim + 50

@@ -19,9 +19,10 @@ import pytest
 
 import pde
 from pde._problem import AbstractProblem, Box, Reference
+from pde._problem import nonlinearity_uses_z as _uses_z
 from pde._sde_types import BrownianMotion, ItoSDE
 from pde.solvers import DeepSplitting, solve
-from pde.solvers._deep_splitting import _mean_residual, _refit, _sample, _targets, _uses_z
+from pde.solvers._deep_splitting import _mean_residual, _refit, _sample, _targets
 
 
 def _f32(x):

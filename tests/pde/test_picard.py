@@ -21,6 +21,7 @@ from scipy import integrate, stats
 import pde
 import sciml.backend as B
 from pde import _picard
+from pde._problem import nonlinearity_uses_z
 
 # --------------------------------------------------------------------------------------------------
 # Test problems
@@ -334,9 +335,9 @@ def test_gradient_dependence_is_detected():
     rd = _rd(4, f32)
     hjb = HJB(sde=_brownian(4), horizon=jnp.ones(()), x0=jnp.zeros(4), lam=jnp.ones(()))
     ou = GradientOU(sde=StandInSDE(4), horizon=jnp.ones(()), x0=jnp.zeros(4))
-    assert not _picard._depends_on_z(rd, f32, 4)
-    assert _picard._depends_on_z(hjb, f32, 4)
-    assert _picard._depends_on_z(ou, f32, 4)  # through jnp.where, zero derivative almost everywhere
+    assert not nonlinearity_uses_z(rd, f32)
+    assert nonlinearity_uses_z(hjb, f32)
+    assert nonlinearity_uses_z(ou, f32)  # through jnp.where, zero derivative almost everywhere
 
 
 def test_sine_gradient_exact_solution_and_mlp(getkey):
