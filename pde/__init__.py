@@ -45,6 +45,7 @@ from .sde import sample_terminal as sample_terminal
 from .solvers import AbstractMethod as AbstractMethod
 from .solvers import DeepBSDE as DeepBSDE
 from .solvers import DeepKolmogorov as DeepKolmogorov
+from .solvers import DeepSplitting as DeepSplitting
 from .solvers import MultilevelPicard as MultilevelPicard
 from .solvers import Solution as Solution
 from .solvers import solve as solve

@@ -826,6 +826,7 @@ def make_problem(name: str, dim, *, x0=None, **params) -> AbstractProblem:
         x0: the point of interest: None (the problem's default), a scalar c (c * ones(d)), a string of
             a number, or a (d,) array.
         **params: the problem's parameters (see its class); numbers may be given as strings ("10").
+            ``lambda`` is accepted for ``lam``.
 
     Returns:
         The problem.
@@ -844,6 +845,11 @@ def make_problem(name: str, dim, *, x0=None, **params) -> AbstractProblem:
         raise ValueError(f"unknown problem {name!r}; choose one of {list(PROBLEMS)}")
     cls = PROBLEMS[name]
     allowed = _parameters(cls)
+    # `lambda` is a Python keyword, so the constructors call it `lam`; accept both spellings.
+    if "lambda" in params and "lam" in allowed:
+        if "lam" in params:
+            raise ValueError("give `lam` or its alias `lambda`, not both")
+        params["lam"] = params.pop("lambda")
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(

@@ -67,6 +67,7 @@ class _BSDEModel(eqx.Module):
     ``z_from="gradient"``: Z = sigma^T grad_x phi(t, x) with phi = scale * net(t, x / spread) a
     scalar network: Z is a gradient field by construction, as the true Z = sigma^T grad u is.
     ``z_from="network"``: Z = scale * net(t, x) directly (the original deep BSDE's form).
+    ``linear`` (optional, (d,)): a diagonal linear part of Z in the standardised coordinates.
     """
 
     y0: jax.Array
@@ -75,14 +76,19 @@ class _BSDEModel(eqx.Module):
     spread: jax.Array
     sde: AbstractSDE
     z_from: str = eqx.field(static=True)
+    linear: jax.Array | None = None
 
     def z(self, t, x):
         sg = jax.lax.stop_gradient
         scale, spread = sg(self.scale), sg(self.spread)
+        y = x / spread
         if self.z_from == "network":
-            return scale * self.net(jnp.concatenate([t[None], x / spread]))
-        grad = jax.grad(lambda y: self.net(jnp.concatenate([t[None], y / spread])))(x)
-        return self.sde.diffusion(t, x).transpose().mv(scale * grad)
+            out = self.net(jnp.concatenate([t[None], y]))
+            return scale * (out if self.linear is None else out + self.linear * y)
+        grad = jax.grad(lambda y: self.net(jnp.concatenate([t[None], y])))(y)
+        if self.linear is not None:  # the gradient of 1/2 sum_i q_i y_i^2
+            grad = grad + self.linear * y
+        return self.sde.diffusion(t, x).transpose().mv(scale * grad / spread)
 
 
 _Z_FROM = ("gradient", "network")
@@ -103,6 +109,20 @@ class DeepBSDE(AbstractMethod):
             gradient field like the true Z = sigma^T grad u (one output instead of d, and a
             near-linear Z needs only a near-quadratic phi); ``"network"``: a network with d
             outputs gives Z directly, as in Han, Jentzen, E (2018).
+        theta: weight of the step's right end in the dt-integral of f, in [0, 1]: 0 is the
+            explicit Euler step of Han, Jentzen, E; 0.5 (default) the trapezoidal rule (Heun: f at
+            the right end is evaluated at the explicit predictor of Y), whose time-discretisation
+            bias is second order in dt when u is smooth (an extension; it costs one more Z
+            evaluation per path). On HJB d=100, lambda=10 (N=20, 1000 steps) it moved the error
+            from 0.51% to 0.42%.
+        linear_skip: add a trained diagonal linear part to Z (in standardised coordinates
+            y = x / spread): phi gets 1/2 sum_i q_i y_i^2 (``"gradient"``) or Z gets q * y
+            (``"network"``), q initialised to 0. A ridge network represents Z ~ c x (the Gaussian
+            part of most solutions: Z of a quadratic u) only by aligning d hidden units with the
+            axes, which noisy BSDE gradients do slowly; the fit then shrinks |Z| and biases Y_0
+            through f. On HJB d=100, lambda=10 (1000 steps) the skip cut the error from 0.62% to
+            0.51% and the terminal loss from 2.0e-3 to 1.1e-3 (a Z computed by nested Monte Carlo
+            reaches 1.1e-3).
         network: a network of your own, ((d+1,) -> ()) for ``z_from="gradient"`` or
             ((d+1,) -> (d,)) for ``"network"``: an equinox Module or
             ``sciml.nn.from_flax(nnx_model)``; replaces width/depth/activation.
@@ -114,8 +134,10 @@ class DeepBSDE(AbstractMethod):
     activation: object = eqx.field(default="gelu", static=True)
     batch_size: int = eqx.field(default=256, static=True)
     steps: int = eqx.field(default=3000, static=True)
-    learning_rate: float = eqx.field(default=5e-3, static=True)
+    learning_rate: float = eqx.field(default=2e-3, static=True)
     z_from: str = eqx.field(default="gradient", static=True)
+    theta: float = eqx.field(default=0.5, static=True)
+    linear_skip: bool = eqx.field(default=True, static=True)
     network: eqx.Module | None = None
 
     def __check_init__(self):
@@ -125,6 +147,13 @@ class DeepBSDE(AbstractMethod):
             check_positive_int(getattr(self, name), name)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate!r}")
+        if isinstance(self.theta, bool) or not isinstance(self.theta, (int, float)) or not (
+            0 <= self.theta <= 1
+        ):
+            raise ValueError(
+                f"got theta={self.theta!r}; `theta` must be a float in [0, 1] (0: explicit Euler as in "
+                "Han, Jentzen, E; 0.5: trapezoidal rule for the f-integral)"
+            )
         if self.z_from not in _Z_FROM:
             raise ValueError(f"`z_from` must be one of {list(_Z_FROM)}, got {self.z_from!r}")
 
@@ -163,13 +192,14 @@ class DeepBSDE(AbstractMethod):
             spread=spread.astype(dtype),
             sde=problem.sde,
             z_from=self.z_from,
+            linear=jnp.zeros((d,), dtype) if self.linear_skip else None,
         )
 
         def sample(k):
             return forward_paths(problem.sde, x0, ts, k, self.batch_size)
 
         def loss_fn(m, batch, k):
-            y_n, _ = _roll(problem, m, ts, *batch)
+            y_n, _ = _roll(problem, m, ts, *batch, theta=self.theta)
             g = jax.vmap(problem.terminal)(batch[0][:, -1])
             return jnp.mean((y_n - g) ** 2)
 
@@ -184,35 +214,51 @@ class DeepBSDE(AbstractMethod):
             model, loss_fn, sample, opt, steps=steps, key=k_fit, parallel=parallel,
             progress=progress, callbacks=callbacks,
         )
-        stats = _z_diagnostics(problem, model, ts, k_diag)
+        stats = _z_diagnostics(problem, model, ts, k_diag, theta=self.theta)
         return model.y0, model, history, stats
 
 
-def _roll(problem: AbstractProblem, m: _BSDEModel, ts, xs, dws):
+def _roll(problem: AbstractProblem, m: _BSDEModel, ts, xs, dws, theta: float = 0.0):
     """Run the discrete BSDE forward along a batch of paths: (Y_N (batch,), sum |Z|^2 dt (batch,)).
 
+    ``theta = 0``: Y_{n+1} = Y_n - f_n dt + Z_n . dW_n (explicit Euler). ``theta > 0``: the dt-integral
+    of f is weighted (1 - theta) f_n + theta f_{n+1}, with f_{n+1} = f(t_{n+1}, X_{n+1}, Y*_{n+1},
+    Z_{n+1}) at the explicit predictor Y*_{n+1} (Heun's method for theta = 1/2).
+
     A ``lax.scan`` over the time steps: one traced step however fine the grid (an unrolled loop
-    took 16 s to compile at N=10 with the gradient-form Z).
+    took 16 s to compile at N=10 with the gradient-form Z). Each Z_n is computed once and carried.
     """
     batch = xs.shape[0]
     f = jax.vmap(problem.nonlinearity, in_axes=(None, 0, 0, 0))
+    zs = lambda t, x: jax.vmap(lambda xi: m.z(t, xi))(x)
 
     def step(carry, inp):
-        y, energy = carry
-        t, dt, x, dw = inp
-        z = jax.vmap(lambda xi: m.z(t, xi))(x)
-        y = y - f(t, x, y, z) * dt + jnp.sum(z * dw, axis=-1)
-        return (y, energy + jnp.sum(z**2, axis=-1) * dt), None
+        y, z, energy = carry  # z: Z_n carried from the last step (theta > 0) or unused (theta = 0)
+        t, t1, x, x1, dw = inp
+        dt = t1 - t
+        if theta == 0:
+            z = zs(t, x)
+        f0 = f(t, x, y, z)
+        noise = jnp.sum(z * dw, axis=-1)
+        energy = energy + jnp.sum(z**2, axis=-1) * dt
+        y_pred = y - f0 * dt + noise
+        if theta == 0:
+            return (y_pred, z, energy), None
+        z1 = zs(t1, x1)
+        y1 = y - ((1 - theta) * f0 + theta * f(t1, x1, y_pred, z1)) * dt + noise
+        return (y1, z1, energy), None
 
-    init = (jnp.broadcast_to(m.y0, (batch,)), jnp.zeros((batch,), xs.dtype))
-    inputs = (ts[:-1], jnp.diff(ts), jnp.swapaxes(xs[:, :-1], 0, 1), jnp.swapaxes(dws, 0, 1))
-    (y, energy), _ = jax.lax.scan(step, init, inputs)
+    y0 = jnp.broadcast_to(m.y0, (batch,))
+    z0 = jnp.zeros_like(xs[:, 0]) if theta == 0 else zs(ts[0], xs[:, 0])
+    inputs = (ts[:-1], ts[1:], jnp.swapaxes(xs[:, :-1], 0, 1), jnp.swapaxes(xs[:, 1:], 0, 1),
+              jnp.swapaxes(dws, 0, 1))
+    (y, _, energy), _ = jax.lax.scan(step, (y0, z0, jnp.zeros_like(y0)), inputs)
     return y, energy
 
 
-def _z_diagnostics(problem, m, ts, key, n_paths: int = 2048):
+def _z_diagnostics(problem, m, ts, key, n_paths: int = 2048, theta: float = 0.0):
     xs, dws = forward_paths(problem.sde, problem.x0, ts, key, n_paths)
-    y_n, energy = jax.jit(lambda m, xs, dws: _roll(problem, m, ts, xs, dws))(m, xs, dws)
+    y_n, energy = jax.jit(lambda m, xs, dws: _roll(problem, m, ts, xs, dws, theta))(m, xs, dws)
     g = jax.vmap(problem.terminal)(xs[:, -1])
     var_g = float(jnp.var(g))
     ratio = float(jnp.mean(energy)) / var_g if var_g > 0 else float("nan")

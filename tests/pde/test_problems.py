@@ -371,8 +371,12 @@ def test_make_problem_strings_and_scalar_x0():
 def test_make_problem_errors():
     with pytest.raises(ValueError, match="unknown problem 'heat'.*heat-paraboloid.*quadratic-gradient"):
         make_problem("heat", 3)
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lambda'\] for problem 'hjb'.*'lam'"):
-        make_problem("hjb", 3, **{"lambda": 1.0})
+    # `lambda` (the CLI spelling) is an alias of `lam`, for problems that have one
+    assert float(make_problem("hjb", 3, **{"lambda": "10"}).lam) == 10.0
+    with pytest.raises(ValueError, match="`lam` or its alias `lambda`, not both"):
+        make_problem("hjb", 3, lam=1.0, **{"lambda": 1.0})
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lambda'\] for problem 'allen-cahn'"):
+        make_problem("allen-cahn", 3, **{"lambda": 1.0})
     with pytest.raises(ValueError, match="`lam` must be a number, got 'ten'"):
         make_problem("hjb", 3, lam="ten")
     with pytest.raises(ValueError, match="`dim` must be a positive int"):

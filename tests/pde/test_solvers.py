@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import pde
-from pde.solvers._deep_bsde import _BSDEModel, _z_diagnostics
+import sciml
+from pde.solvers._deep_bsde import _BSDEModel, _roll, _z_diagnostics, forward_paths
 
 
 def test_deep_kolmogorov_heat_paraboloid_small_d():
@@ -65,6 +66,22 @@ def test_deep_bsde_hjb_small_d_uses_the_nonlinearity():
     assert sol.rel_error < 0.02
 
 
+@pytest.mark.parametrize("parallel", ["sharded", "pmap"])
+def test_deep_bsde_on_four_devices_matches_one(parallel):
+    """Paths sharded over 4 CPU devices give the estimate of one device."""
+    problem = pde.make_problem("hjb", 5, lam=1)
+    method = pde.DeepBSDE(time_steps=5, batch_size=128, width=16)
+    one = pde.solve(problem, method, key=jax.random.key(5), steps=150, progress=False)
+    four = pde.solve(problem, method, key=jax.random.key(5), steps=150, progress=False,
+                     parallel=parallel)
+    if parallel == "sharded":  # the same program on a sharded batch: same numbers to rounding
+        np.testing.assert_allclose(four.value, one.value, rtol=1e-4)
+        np.testing.assert_allclose(four.history.loss, one.history.loss, rtol=1e-3)
+    else:  # per-device keys: other paths, the same estimate within Monte Carlo noise
+        assert abs(four.value - one.value) / abs(one.value) < 0.01, (four.value, one.value)
+        assert not four.stats["z_collapsed"]
+
+
 def test_z_collapse_is_reported():
     problem = pde.make_problem("hjb", 5)
     method = pde.DeepBSDE(time_steps=5)
@@ -97,6 +114,8 @@ def test_bad_inputs():
         pde.solve(pde.make_problem("hjb", 3), pde.DeepBSDE(), key=jax.random.key(0), steps=0)
     with pytest.raises(ValueError, match="`learning_rate` must be > 0"):
         pde.DeepKolmogorov(learning_rate=0.0)
+    with pytest.raises(ValueError, match="`theta` must be a float in"):
+        pde.DeepBSDE(theta=1.5)
 
 
 def test_divergence_stops_with_the_step():
@@ -122,3 +141,28 @@ def test_custom_network_dimension_is_checked():
                     steps=50, progress=False)
     # the network's parameters plus the standardisation constants (x shift/scale, y shift/scale)
     assert sol.n_params == sum(x.size for x in jax.tree_util.tree_leaves(ok)) + 2 * 4 + 2
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.5, 1.0])
+def test_deep_bsde_roll_theta_weights(theta):
+    """With Z = 0 the discrete BSDE is a deterministic recursion along each path: check _roll's
+    weights and time arguments against it, for f = -r u + t |x|^2 / d (depends on t, x and u)."""
+    from tests.pde.test_deep_splitting import DiscountedQuadratic
+
+    d, N, r = 3, 4, 0.7
+    problem = DiscountedQuadratic(d, rate=r)
+    net = sciml.nn.MLP(d + 1, "scalar", 8, 1, "tanh", key=jax.random.key(0))
+    model = _BSDEModel(jnp.float32(0.3), net, jnp.float32(0.0), jnp.ones(d, jnp.float32), problem.sde,
+                       "gradient")
+    ts = jnp.linspace(0.0, 1.0, N + 1)
+    xs, dws = forward_paths(problem.sde, problem.x0, ts, jax.random.key(1), 5)
+    y, energy = _roll(problem, model, ts, xs, dws, theta)
+    np.testing.assert_array_equal(energy, 0.0)
+    xs, ts = np.asarray(xs, np.float64), np.asarray(ts, np.float64)
+    f = lambda n, u: -r * u + ts[n] * np.sum(xs[:, n] ** 2, -1) / d
+    want = np.full(5, 0.3)
+    for n in range(N):
+        dt = ts[n + 1] - ts[n]
+        pred = want - f(n, want) * dt
+        want = want - ((1 - theta) * f(n, want) + theta * f(n + 1, pred)) * dt
+    np.testing.assert_allclose(y, want, rtol=1e-5)
