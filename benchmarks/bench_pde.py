@@ -16,7 +16,8 @@ import pde
 
 D = 100
 
-# name: (problem, params, method, steps (None: the method's default), metric, target, time limit in s (None: none stated))
+# name: (problem, params, method, steps (None: the method's default), metric, target,
+#        time limit in s (None: none stated))
 CASES = {
     "heat": ("heat-paraboloid", {}, lambda: pde.DeepKolmogorov(), 3000, "box", 5e-3, 180),
     "maxcall": ("max-call", {}, lambda: pde.DeepKolmogorov(), 3000, "box", 5e-3, 300),
@@ -39,13 +40,23 @@ def run_case(name: str) -> dict:
     sol = pde.solve(problem, method(), key=jax.random.key(0), steps=steps, progress=False)
     seconds = time.perf_counter() - t0
     err = sol.box_rel_l1 if metric == "box" else sol.rel_error
+    extra = {}
+    if problem_name == "heat-paraboloid":
+        # u = |x|^2 + 2Td: the constant hides errors in the x-dependent part (benchmark K1 asks for
+        # both), so also report sum |(u_hat - 2Td) - |x|^2| / sum |x|^2 on fresh box points.
+        x = problem.box.sample(jax.random.key(1), 8192)
+        shift = 2 * problem.horizon * D
+        pred = jax.jit(jax.vmap(sol.model))(x) - shift
+        sq = jax.numpy.sum(x**2, axis=-1)
+        extra["rel_l1_without_2Td"] = float(jax.numpy.sum(abs(pred - sq)) / jax.numpy.sum(sq))
     ok = err <= target and (limit is None or seconds <= limit)
     return {
         "problem": problem_name, "params": params, "dim": D, "method": type(method()).__name__,
-        "steps": None if sol.history is None else int(len(sol.history.loss)), "value": sol.value, "reference": float(sol.reference.value),
+        "steps": None if sol.history is None else int(len(sol.history.loss)),
+        "value": sol.value, "reference": float(sol.reference.value),
         "error_metric": "rel L1 over box" if metric == "box" else "rel error at x0",
         "error": err, "target": target, "seconds": seconds, "time_limit": limit, "ok": ok,
-        "n_params": sol.n_params, "stats": {k: v for k, v in sol.stats.items()},
+        "n_params": sol.n_params, "stats": {k: v for k, v in sol.stats.items()}, **extra,
     }
 
 

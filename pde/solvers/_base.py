@@ -84,6 +84,15 @@ def check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> No
         raise ValueError(f"got {name}={value!r}; `{name}` must be a positive int")
 
 
+def check_theta(value: Any) -> None:
+    """``theta``, the weight of a time step's right end in a theta-scheme, must be a float in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(
+            f"got theta={value!r}; `theta` must be a float in [0, 1] (0: the papers' explicit scheme, "
+            "0.5: trapezoidal rule)"
+        )
+
+
 def make_network(problem: AbstractProblem, out_size, width: int, depth: int, activation, *, key,
                  in_size=None, network=None):
     """The solvers' network: ``network`` if the user gave one (an equinox Module or

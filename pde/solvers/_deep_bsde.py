@@ -33,7 +33,7 @@ from sciml import backend, train
 
 from .._problem import AbstractProblem
 from .._sde_types import AbstractExactSDE, AbstractSDE
-from ._base import AbstractMethod, adam_schedule, check_positive_int, make_network
+from ._base import AbstractMethod, adam_schedule, check_positive_int, check_theta, make_network
 
 
 def euler_or_exact_step(sde: AbstractSDE, t0, t1, x, dw):
@@ -147,13 +147,7 @@ class DeepBSDE(AbstractMethod):
             check_positive_int(getattr(self, name), name)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate!r}")
-        if isinstance(self.theta, bool) or not isinstance(self.theta, (int, float)) or not (
-            0 <= self.theta <= 1
-        ):
-            raise ValueError(
-                f"got theta={self.theta!r}; `theta` must be a float in [0, 1] (0: explicit Euler as in "
-                "Han, Jentzen, E; 0.5: trapezoidal rule for the f-integral)"
-            )
+        check_theta(self.theta)
         if self.z_from not in _Z_FROM:
             raise ValueError(f"`z_from` must be one of {list(_Z_FROM)}, got {self.z_from!r}")
 

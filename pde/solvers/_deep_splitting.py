@@ -58,7 +58,7 @@ from sciml.train import History
 
 from .._problem import AbstractProblem, nonlinearity_uses_z
 from .._sde_types import AbstractExactSDE
-from ._base import AbstractMethod, adam_schedule, check_positive_int, make_network
+from ._base import AbstractMethod, adam_schedule, check_positive_int, check_theta, make_network
 from ._deep_bsde import euler_or_exact_step as step
 from ._deep_kolmogorov import Standardized
 
@@ -303,13 +303,7 @@ class DeepSplitting(AbstractMethod):
             self.learning_rate > 0
         ):
             raise ValueError(f"got learning_rate={self.learning_rate!r}; `learning_rate` must be a float > 0")
-        if isinstance(self.theta, bool) or not isinstance(self.theta, (int, float)) or not (
-            0 <= self.theta <= 1
-        ):
-            raise ValueError(
-                f"got theta={self.theta!r}; `theta` must be a float in [0, 1] (0: the paper's explicit "
-                "scheme, 0.5: trapezoidal)"
-            )
+        check_theta(self.theta)
         if not isinstance(self.calibrate, bool):
             raise ValueError(f"got calibrate={self.calibrate!r}; `calibrate` must be True or False")
         if self.on_box is not None and not isinstance(self.on_box, bool):

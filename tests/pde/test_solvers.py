@@ -70,16 +70,16 @@ def test_deep_bsde_hjb_small_d_uses_the_nonlinearity():
 def test_deep_bsde_on_four_devices_matches_one(parallel):
     """Paths sharded over 4 CPU devices give the estimate of one device."""
     problem = pde.make_problem("hjb", 5, lam=1)
-    method = pde.DeepBSDE(time_steps=5, batch_size=128, width=16)
-    one = pde.solve(problem, method, key=jax.random.key(5), steps=150, progress=False)
-    four = pde.solve(problem, method, key=jax.random.key(5), steps=150, progress=False,
+    method = pde.DeepBSDE(time_steps=5, batch_size=128, width=16, learning_rate=1e-2)
+    one = pde.solve(problem, method, key=jax.random.key(5), steps=300, progress=False)
+    four = pde.solve(problem, method, key=jax.random.key(5), steps=300, progress=False,
                      parallel=parallel)
     if parallel == "sharded":  # the same program on a sharded batch: same numbers to rounding
         np.testing.assert_allclose(four.value, one.value, rtol=1e-4)
         np.testing.assert_allclose(four.history.loss, one.history.loss, rtol=1e-3)
     else:  # per-device keys: other paths, the same estimate within Monte Carlo noise
         assert abs(four.value - one.value) / abs(one.value) < 0.01, (four.value, one.value)
-        assert not four.stats["z_collapsed"]
+        assert four.rel_error < 0.02 and not four.stats["z_collapsed"]
 
 
 def test_z_collapse_is_reported():
