@@ -166,3 +166,24 @@ def test_deep_bsde_roll_theta_weights(theta):
         pred = want - f(n, want) * dt
         want = want - ((1 - theta) * f(n, want) + theta * f(n + 1, pred)) * dt
     np.testing.assert_allclose(y, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("z_from", ["gradient", "network"])
+def test_deep_bsde_linear_skip_adds_a_diagonal_linear_z(z_from):
+    """The skip adds sigma^T scale q y / spread (gradient form: the gradient of scale/2 sum q_i y_i^2
+    with y = x / spread) or scale q y (network form) to Z."""
+    d = 4
+    problem = pde.make_problem("hjb", d)  # sigma = sqrt(2) I
+    out = "scalar" if z_from == "gradient" else d
+    net = sciml.nn.MLP(d + 1, out, 8, 1, "tanh", key=jax.random.key(0))
+    q = jnp.array([0.5, -1.0, 2.0, 0.25])
+    scale, spread = jnp.float32(0.3), jnp.array([1.0, 2.0, 0.5, 1.5])
+    with_skip = _BSDEModel(jnp.float32(0.0), net, scale, spread, problem.sde, z_from, linear=q)
+    without = _BSDEModel(jnp.float32(0.0), net, scale, spread, problem.sde, z_from)
+    t, x = jnp.float32(0.4), jnp.array([0.3, -1.0, 0.7, 2.0])
+    extra = scale * q * x / spread
+    want = np.sqrt(2.0) * extra / spread if z_from == "gradient" else extra
+    np.testing.assert_allclose(with_skip.z(t, x) - without.z(t, x), want, rtol=1e-5, atol=1e-6)
+    sol = pde.solve(problem, pde.DeepBSDE(time_steps=2, linear_skip=False, z_from=z_from),
+                    key=jax.random.key(1), steps=2, progress=False, reference=False)
+    assert sol.model.linear is None
