@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/sciml demo
 
+# Two pytest-xdist workers: most tests are single-threaded XLA compiles, so 2 cores run 2 at once.
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not bench"
+	$(PY) -m pytest -q -n 2 -m "not slow and not bench"
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m "slow"
+	$(PY) -m pytest -q -n 2 -m "slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -71,8 +71,10 @@ def test_deep_bsde_on_four_devices_matches_one(parallel):
     """Paths sharded over 4 CPU devices give the estimate of one device."""
     problem = pde.make_problem("hjb", 5, lam=1)
     method = pde.DeepBSDE(time_steps=5, batch_size=128, width=16, learning_rate=1e-2)
-    one = pde.solve(problem, method, key=jax.random.key(5), steps=300, progress=False)
-    four = pde.solve(problem, method, key=jax.random.key(5), steps=300, progress=False,
+    # sharded: the same numbers, so a short run shows it; pmap: a trained estimate to compare
+    steps = 40 if parallel == "sharded" else 300
+    one = pde.solve(problem, method, key=jax.random.key(5), steps=steps, progress=False)
+    four = pde.solve(problem, method, key=jax.random.key(5), steps=steps, progress=False,
                      parallel=parallel)
     if parallel == "sharded":  # the same program on a sharded batch: same numbers to rounding
         np.testing.assert_allclose(four.value, one.value, rtol=1e-4)
@@ -184,6 +186,3 @@ def test_deep_bsde_linear_skip_adds_a_diagonal_linear_z(z_from):
     extra = scale * q * x / spread
     want = np.sqrt(2.0) * extra / spread if z_from == "gradient" else extra
     np.testing.assert_allclose(with_skip.z(t, x) - without.z(t, x), want, rtol=1e-5, atol=1e-6)
-    sol = pde.solve(problem, pde.DeepBSDE(time_steps=2, linear_skip=False, z_from=z_from),
-                    key=jax.random.key(1), steps=2, progress=False, reference=False)
-    assert sol.model.linear is None
