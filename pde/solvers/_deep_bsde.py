@@ -19,7 +19,10 @@ the loss then plateaus at Var(g(X_T)) and ``Y_0`` becomes a plain Monte Carlo me
 part of f driven by Z. Because :math:`\operatorname{Var} g(X_T) \approx
 \mathbb{E}\int_0^T |Z_t|^2 dt` for the true Z (it is the martingale part of g(X_T)), the ratio
 ``z_energy_ratio`` = E[sum |Z_n|^2 dt] / Var(g(X_T)) should be near 1; the result reports
-``z_collapsed = True`` when it is below 0.05 while g(X_T) has visible variance.
+``z_collapsed = True`` when it is below 0.05 while g(X_T) has visible variance. ``f_uses_z`` says
+whether f reads z at all: when it does not (e.g. the default-risk benchmark), a poorly resolved Z
+costs variance but does not bias Y_0 through f, and a small ratio can also mean that Z's energy
+sits where the grid cannot resolve it (a kink of g near T).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import optax
 
 from sciml import backend, train
 
-from .._problem import AbstractProblem
+from .._problem import AbstractProblem, nonlinearity_uses_z
 from .._sde_types import AbstractExactSDE, AbstractSDE
 from ._base import AbstractMethod, adam_schedule, check_positive_int, check_theta, make_network
 
@@ -261,6 +264,7 @@ def _z_diagnostics(problem, m, ts, key, n_paths: int = 2048, theta: float = 0.0)
     return {
         "z_energy_ratio": ratio,
         "z_collapsed": bool(visible and ratio < 0.05),
+        "f_uses_z": nonlinearity_uses_z(problem, xs.dtype),
         "terminal_mse": float(jnp.mean((y_n - g) ** 2)),
         "var_terminal": var_g,
     }

@@ -93,6 +93,9 @@ def test_z_collapse_is_reported():
                       sol.model.spread, sol.model.sde, sol.model.z_from)
     stats = _z_diagnostics(problem, dead, method._grid(problem), jax.random.key(0))
     assert stats["z_collapsed"] and stats["z_energy_ratio"] == 0.0
+    assert stats["f_uses_z"]  # HJB's f = -lam |z|^2 / 2
+    assert not _z_diagnostics(pde.make_problem("allen-cahn", 5), dead, method._grid(problem),
+                              jax.random.key(0))["f_uses_z"]
 
 
 def test_multilevel_picard_method_reaction_diffusion():
