@@ -32,3 +32,16 @@ def tree_equal_bits(x, y) -> bool:
         and np.array_equal(_host(a).view(np.uint8), _host(b).view(np.uint8))
         for a, b in zip(xs, ys)
     )
+
+
+def pde_residual(problem, u, t, x):
+    """u_t + 1/2 Tr(sigma sigma^T Hess u) + mu . grad u + f(t, x, u, sigma^T grad u) of a function
+    ``u(t, x)`` at one point (t, x), for a ``pde.AbstractProblem`` (the package's convention)."""
+    u_t = jax.grad(u, argnums=0)(t, x)
+    grad = jax.grad(u, argnums=1)(t, x)
+    hess = jax.hessian(u, argnums=1)(t, x)
+    sigma = problem.sde.diffusion(t, x)
+    s = sigma.as_matrix()
+    z = sigma.transpose().mv(grad)
+    f = problem.nonlinearity(t, x, u(t, x), z)
+    return u_t + 0.5 * jnp.trace(s @ s.T @ hess) + problem.sde.drift(t, x) @ grad + f

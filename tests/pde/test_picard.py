@@ -22,6 +22,7 @@ import pde
 import sciml.backend as B
 from pde import _picard
 from pde._problem import nonlinearity_uses_z
+from tests.helpers import pde_residual
 
 # --------------------------------------------------------------------------------------------------
 # Test problems
@@ -207,18 +208,7 @@ def _rd(d, dtype):
     )
 
 
-@eqx.filter_jit
-@eqx.filter_vmap(in_axes=(None, None, 0, 0))
-def _residual(problem, u, t, x):
-    """u_t + 1/2 Tr(sigma sigma^T Hess u) + mu . grad u + f(t, x, u, sigma^T grad u) at points (t, x)."""
-    u_t = jax.grad(u, argnums=0)(t, x)
-    grad = jax.grad(u, argnums=1)(t, x)
-    hess = jax.hessian(u, argnums=1)(t, x)
-    sigma = problem.sde.diffusion(t, x)
-    s = sigma.as_matrix()
-    z = sigma.transpose().mv(grad)
-    f = problem.nonlinearity(t, x, u(t, x), z)
-    return u_t + 0.5 * jnp.trace(s @ s.T @ hess) + problem.sde.drift(t, x) @ grad + f
+_residual = eqx.filter_jit(eqx.filter_vmap(pde_residual, in_axes=(None, None, 0, 0)))
 
 
 def _max_residual(problem, key, n=4):

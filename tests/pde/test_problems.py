@@ -19,6 +19,7 @@ import pde
 import sciml.backend as B
 from pde import reference as ref
 from pde.problems import PROBLEMS, make_problem
+from tests.helpers import pde_residual
 
 # One changed parameter per problem: the same pytree structure, other leaf values.
 OTHER_PARAMS = {
@@ -43,17 +44,7 @@ def _assert_agree(reference, value, stderr, k=4.0):
     assert diff <= bound, (float(reference.value), float(value), float(stderr))
 
 
-@eqx.filter_jit
-def _residual(problem, u, t, x):
-    """u_t + 1/2 Tr(sigma sigma^T Hess u) + mu . grad u + f(t, x, u, sigma^T grad u) at (t, x)."""
-    u_t = jax.grad(u, argnums=0)(t, x)
-    grad = jax.grad(u, argnums=1)(t, x)
-    hess = jax.hessian(u, argnums=1)(t, x)
-    sigma = problem.sde.diffusion(t, x)
-    s = sigma.as_matrix()
-    z = sigma.transpose().mv(grad)
-    f = problem.nonlinearity(t, x, u(t, x), z)
-    return u_t + 0.5 * jnp.trace(s @ s.T @ hess) + problem.sde.drift(t, x) @ grad + f
+_residual = eqx.filter_jit(pde_residual)
 
 
 # --------------------------------------------------------------------------------------------------
