@@ -183,20 +183,27 @@ def test_hjb_terminal_mean_published():
 )
 def test_hjb_quadrature_vs_scipy_at_zero(dim, lam):
     # At x = 0, ||sqrt(2T) Z||^2 = 2T chi^2_d: a 1-D integral in q, scaled by its maximum.
-    from scipy import integrate, stats
+    from scipy import stats
 
     T = 1.0
     log_f = lambda q: -lam * np.log((1 + 2 * T * q) / 2) + stats.chi2.logpdf(q, dim)
-    grid = np.linspace(1e-9, dim + 40 * math.sqrt(dim), 20001)
-    peak = grid[np.argmax(log_f(grid))]
-    scaled = lambda q: np.exp(log_f(q) - log_f(peak))
-    left, _ = integrate.quad(scaled, 0, peak, epsabs=0, epsrel=1e-13, limit=500)
-    right, _ = integrate.quad(scaled, peak, np.inf, epsabs=0, epsrel=1e-13, limit=500)
-    truth = -(math.log(left + right) + log_f(peak)) / lam
+    truth = -_log_integral(log_f, np.linspace(1e-9, dim + 40 * math.sqrt(dim), 20001), 1e-13, 500) / lam
     with B.precision("float64"):
         r = pde.HJB(dim, lam=lam, T=T).reference()
         assert abs(float(r.value) - truth) <= 1e-10 * abs(truth)
         assert abs(float(r.value) - truth) <= float(r.stderr) + 1e-12 * abs(truth)
+
+
+def _log_integral(log_f, grid, epsrel, limit):
+    """log of int_0^inf exp(log_f(y)) dy by scipy quad, split at the peak of log_f on ``grid`` and
+    scaled by its maximum (so that the integrand neither overflows nor underflows)."""
+    from scipy import integrate
+
+    peak = grid[np.nanargmax(log_f(grid))]
+    scaled = lambda y: np.exp(log_f(y) - log_f(peak))
+    left, _ = integrate.quad(scaled, 0, peak, epsabs=0, epsrel=epsrel, limit=limit)
+    right, _ = integrate.quad(scaled, peak, np.inf, epsabs=0, epsrel=epsrel, limit=limit)
+    return math.log(left + right) + log_f(peak)
 
 
 @pytest.mark.parametrize(
@@ -209,16 +216,12 @@ def test_hjb_quadrature_vs_scipy_at_zero(dim, lam):
 )
 def test_hjb_quadrature_vs_scipy_noncentral(dim, a, lam, T):
     # ||x + sqrt(2T) Z||^2 / (2T) is noncentral chi^2_d with noncentrality ||x||^2 / (2T).
-    from scipy import integrate, stats
+    from scipy import stats
 
     nc = a**2 / (2 * T)
     log_f = lambda y: -lam * np.log((1 + 2 * T * y) / 2) + stats.ncx2.logpdf(y, dim, nc)
     grid = np.linspace(1e-9, dim + nc + 60 * math.sqrt(dim + nc), 40001)
-    peak = grid[np.nanargmax(log_f(grid))]
-    scaled = lambda y: np.exp(log_f(y) - log_f(peak))
-    left, _ = integrate.quad(scaled, 0, peak, epsabs=0, epsrel=1e-12, limit=1000)
-    right, _ = integrate.quad(scaled, peak, np.inf, epsabs=0, epsrel=1e-12, limit=1000)
-    truth = -(math.log(left + right) + log_f(peak)) / lam
+    truth = -_log_integral(log_f, grid, 1e-12, 1000) / lam
     with B.precision("float64"):
         x = jnp.zeros(dim).at[-1].set(a)
         r = pde.HJB(dim, lam=lam, T=T).reference(x)
