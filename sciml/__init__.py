@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import backend as backend
 from . import nn as nn
 from . import train as train
+from . import ct as ct
 
 try:
     __version__ = version("sciml")
