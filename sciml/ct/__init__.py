@@ -18,3 +18,9 @@ from ._phantoms import random_ellipses as random_ellipses
 from ._phantoms import shepp_logan as shepp_logan
 from ._projector import backproject as backproject
 from ._projector import project as project
+from ._reconstruct import CGLS as CGLS
+from ._reconstruct import FBP as FBP
+from ._reconstruct import SIRT as SIRT
+from ._reconstruct import AbstractReconstructor as AbstractReconstructor
+from ._reconstruct import Reconstruction as Reconstruction
+from ._reconstruct import reconstruct as reconstruct
