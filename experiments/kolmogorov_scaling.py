@@ -403,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     key = jax.random.key(args.seed)
     k_run, k_eval = jax.random.split(key)  # every run uses k_run: one seed policy for all
     names = [criterion_name(m, t) for m, t in criteria]
+    metrics = list(dict.fromkeys(m for m, _ in criteria))  # each metric once, in criteria order
     report = {
         "experiment": "kolmogorov_scaling",
         "question": "smallest DeepKolmogorov network (parameters) and its wall time reaching a "
@@ -479,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         base = evaluate.baselines
         print(f"-- d={d}: batch {b.batch_size}, paths/point {b.paths_per_point}, {b.steps} steps; "
               "baselines (constant / affine): " + "; ".join(
-                  f"{m} {base['constant'][m]:.3g} / {base['affine'][m]:.3g}"
-                  for m in dict.fromkeys(m for m, _ in criteria)), flush=True)
+                  f"{m} {base['constant'][m]:.3g} / {base['affine'][m]:.3g}" for m in metrics),
+              flush=True)
         candidates = ladder(d, widths, depths)
         affine_run = None  # depth 0 has no activation: trained once per d
         for act in acts:
@@ -512,8 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                         hits[name] = run
                         marks.append(name)
                 now = time.perf_counter() - t_start
-                errs = " ".join(f"{m}={run['errors'][m]:.3e}" for m in
-                                dict.fromkeys(m for m, _ in criteria))
+                errs = " ".join(f"{m}={run['errors'][m]:.3e}" for m in metrics)
                 print(f"[{cell}/{n_cells} {now:6.0f}s] {act:<10} d={d:<5} depth={depth} "
                       f"width={width:<4} params={run['n_params']:>8,} {errs} "
                       f"{'reached ' + ', '.join(marks) if marks else '':<30} "

@@ -1,16 +1,17 @@
 """sciml: a pure-functional JAX framework for scientific machine learning.
 
 Sub-packages: :mod:`sciml.backend` (the one array backend), :mod:`sciml.nn` (activations, MLP, flax
-interop), :mod:`sciml.train` (fit, data parallel, checkpoints). Sibling packages ``pde``, ``symbolic``
+interop), :mod:`sciml.train` (fit, data parallel, checkpoints), :mod:`sciml.ct` (CT geometries,
+projector, reconstruction). Sibling packages ``pde``, ``symbolic``
 and ``hwsim`` build on them.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from . import backend as backend
+from . import ct as ct
 from . import nn as nn
 from . import train as train
-from . import ct as ct
 
 try:
     __version__ = version("sciml")

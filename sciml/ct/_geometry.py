@@ -28,7 +28,6 @@ import math
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -62,7 +61,7 @@ def _finite(value: Any, name: str) -> Float[Array, ""]:
     return backend.as_array(v, name=name)
 
 
-def _shape(value: Any, ndim: int, name: str) -> tuple[int, ...]:
+def check_shape(value: Any, ndim: int, name: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(s) for s in value)
         ok = len(shape) == ndim and all(s >= 1 and s == v for s, v in zip(shape, value))
@@ -73,14 +72,10 @@ def _shape(value: Any, ndim: int, name: str) -> tuple[int, ...]:
     return shape
 
 
-def _count(value: Any, name: str) -> int:
+def check_count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}")
     return int(value)
-
-
-def _concrete(*arrays) -> bool:
-    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
 class AbstractGeometry(eqx.Module):
@@ -117,6 +112,33 @@ class AbstractGeometry(eqx.Module):
         return 0.5 * min(self.image_shape[-2:]) * float(self.voxel)
 
 
+def check_geometry(geometry: Any, *, ndim: int | None = None, what: str = "this") -> None:
+    """``geometry`` must be a sciml.ct geometry (of ``ndim`` dimensions when given)."""
+    if not isinstance(geometry, AbstractGeometry):
+        raise TypeError(
+            "`geometry` must be a sciml.ct geometry (parallel_beam, fan_beam or cone_beam), got "
+            f"{type(geometry).__name__}"
+        )
+    if ndim is not None and geometry.ndim != ndim:
+        raise ValueError(f"{what} needs a {ndim}D geometry, got {type(geometry).__name__} with "
+                         f"image shape {geometry.image_shape}")
+
+
+class _AbstractBeam2D(AbstractGeometry):
+    """A 2D geometry: one row of ``detector_count`` bins, square pixels of ``pixel_size``."""
+
+    pixel_size: eqx.AbstractVar[Float[Array, ""]]
+    detector_count: eqx.AbstractVar[int]
+
+    @property
+    def sinogram_shape(self) -> tuple[int, int]:
+        return (self.angles.shape[0], self.detector_count)
+
+    @property
+    def voxel(self):
+        return self.pixel_size
+
+
 def _u(count: int, spacing, offset=0.0):
     return (jnp.arange(count, dtype=spacing.dtype) - (count - 1) / 2) * spacing + offset
 
@@ -126,7 +148,7 @@ def _frame(angle):
     return jnp.stack([c, s]), jnp.stack([-s, c])  # e_u, e_r
 
 
-class ParallelBeam(AbstractGeometry):
+class ParallelBeam(_AbstractBeam2D):
     """2D parallel beam (see the module docstring for the coordinates); build with :func:`parallel_beam`."""
 
     angles: Float[Array, " n_angles"]
@@ -136,21 +158,13 @@ class ParallelBeam(AbstractGeometry):
     detector_count: int = eqx.field(static=True)
     image_shape: tuple[int, int] = eqx.field(static=True)
 
-    @property
-    def sinogram_shape(self) -> tuple[int, int]:
-        return (self.angles.shape[0], self.detector_count)
-
-    @property
-    def voxel(self):
-        return self.pixel_size
-
     def rays(self, angle):
         e_u, e_r = _frame(angle)
         u = _u(self.detector_count, self.detector_spacing, self.detector_offset)
         return u[:, None] * e_u, jnp.broadcast_to(e_r, (self.detector_count, 2))
 
 
-class FanBeam(AbstractGeometry):
+class FanBeam(_AbstractBeam2D):
     """2D fan beam with a flat detector; build with :func:`fan_beam`."""
 
     angles: Float[Array, " n_angles"]
@@ -160,14 +174,6 @@ class FanBeam(AbstractGeometry):
     pixel_size: Float[Array, ""]
     detector_count: int = eqx.field(static=True)
     image_shape: tuple[int, int] = eqx.field(static=True)
-
-    @property
-    def sinogram_shape(self) -> tuple[int, int]:
-        return (self.angles.shape[0], self.detector_count)
-
-    @property
-    def voxel(self):
-        return self.pixel_size
 
     def rays(self, angle):
         e_u, e_r = _frame(angle)
@@ -258,8 +264,8 @@ def parallel_beam(angles, detector_count: int, image_shape, *, detector_spacing=
         angles=_angles(angles), detector_spacing=_positive(detector_spacing, "detector_spacing"),
         detector_offset=_finite(detector_offset, "detector_offset"),
         pixel_size=_positive(pixel_size, "pixel_size"),
-        detector_count=_count(detector_count, "detector_count"),
-        image_shape=_shape(image_shape, 2, "image_shape"),
+        detector_count=check_count(detector_count, "detector_count"),
+        image_shape=check_shape(image_shape, 2, "image_shape"),
     )
     half = 0.5 * g.detector_count * float(g.detector_spacing)
     lo, hi = -half + float(g.detector_offset), half + float(g.detector_offset)
@@ -311,13 +317,13 @@ def fan_beam(angles, detector_count: int, image_shape, *, source_origin, origin_
         >>> g.sinogram_shape
         (90, 128)
     """
-    shape = _shape(image_shape, 2, "image_shape")
+    shape = check_shape(image_shape, 2, "image_shape")
     px = _positive(pixel_size, "pixel_size")
     sod, odd = _source_distances(source_origin, origin_detector,
                                  0.5 * math.hypot(*shape) * float(px))
     g = FanBeam(angles=_angles(angles), source_origin=sod, origin_detector=odd,
                 detector_spacing=_positive(detector_spacing, "detector_spacing"), pixel_size=px,
-                detector_count=_count(detector_count, "detector_count"), image_shape=shape)
+                detector_count=check_count(detector_count, "detector_count"), image_shape=shape)
     _check_fan_cover(0.5 * g.detector_count * float(g.detector_spacing), float(sod), float(odd),
                      g.fov_radius, "detector_count * detector_spacing")
     return g
@@ -351,8 +357,8 @@ def cone_beam(angles, detector_shape, volume_shape, *, source_origin, origin_det
         >>> g.sinogram_shape
         (16, 48, 64)
     """
-    vshape = _shape(volume_shape, 3, "volume_shape")
-    dshape = _shape(detector_shape, 2, "detector_shape")
+    vshape = check_shape(volume_shape, 3, "volume_shape")
+    dshape = check_shape(detector_shape, 2, "detector_shape")
     vs = _positive(voxel_size, "voxel_size")
     sp = np.broadcast_to(np.asarray(detector_spacing, dtype=np.float64), (2,)) \
         if np.ndim(detector_spacing) <= 1 else None

@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .. import backend
-from ._geometry import AbstractGeometry
+from ._geometry import AbstractGeometry, check_count, check_geometry, check_shape
 
 # (intensity, a, b, x0, y0, phi in degrees): modified Shepp-Logan (Toft 1996).
 _SL2D = np.array([
@@ -97,13 +97,6 @@ class Ellipsoids(eqx.Module):
     def ndim(self) -> int:
         return self.centre.shape[1]
 
-    def _check_geometry(self, geometry):
-        if not isinstance(geometry, AbstractGeometry):
-            raise TypeError(f"`geometry` must be a sciml.ct geometry, got {type(geometry).__name__}")
-        if geometry.ndim != self.ndim:
-            raise ValueError(f"a {self.ndim}D phantom needs a {self.ndim}D geometry, got "
-                             f"{type(geometry).__name__} with image shape {geometry.image_shape}")
-
     def values(self, points: Float[Array, "... ndim"]) -> Float[Array, "..."]:
         """The phantom at normalised points (last axis: x, y[, z])."""
         q = jnp.einsum("nji,...nj->...ni", self.rotation, points[..., None, :] - self.centre)
@@ -113,11 +106,8 @@ class Ellipsoids(eqx.Module):
     def image(self, shape, *, supersample: int = 4, dtype=None) -> Float[Array, "..."]:
         """Rasterise onto an image of ``shape`` ((ny, nx) or (nz, ny, nx), sciml.ct conventions):
         each pixel is the mean over a ``supersample``-per-axis grid of points inside it."""
-        shape = tuple(int(s) for s in shape)
-        if len(shape) != self.ndim or min(shape) < 1:
-            raise ValueError(f"`shape` must be {self.ndim} positive ints, got {shape}")
-        if isinstance(supersample, bool) or not isinstance(supersample, int) or supersample < 1:
-            raise ValueError(f"`supersample` must be a positive int, got {supersample!r}")
+        shape = check_shape(shape, self.ndim, "shape")
+        check_count(supersample, "supersample")
         dt = backend.float_dtype(dtype)
         half = min(shape[-2:]) / 2  # pixels per unit of normalised length
         sub = (jnp.arange(supersample, dtype=dt) + 0.5) / supersample - 0.5
@@ -139,9 +129,8 @@ class Ellipsoids(eqx.Module):
     def project(self, geometry: AbstractGeometry) -> Float[Array, "..."]:
         """Exact line integrals along the rays of ``geometry`` (the phantom scaled to its field of
         view): noise-free data with no discretisation model in it."""
-        self._check_geometry(geometry)
+        check_geometry(geometry, ndim=self.ndim, what=f"a {self.ndim}D phantom")
         scale = geometry.fov_radius  # physical length of one normalised unit
-        dt = geometry.angles.dtype
 
         def view(angle):
             o, d = geometry.rays(angle)
@@ -156,7 +145,7 @@ class Ellipsoids(eqx.Module):
             chord = 2.0 * jnp.sqrt(jnp.maximum(disc, 0.0)) / a  # normalised length
             return (chord * self.intensity).sum(-1).reshape(geometry.sinogram_shape[1:]) * scale
 
-        return jax.lax.map(view, geometry.angles.astype(dt))
+        return jax.lax.map(view, geometry.angles)
 
 
 def _from_table(table, ndim, dtype):
@@ -187,8 +176,7 @@ def random_ellipses(key, *, ndim: int = 2, count: int = 10, dtype=None) -> Ellip
     unit disc. Seeded by ``key``; vmap over keys for a dataset."""
     if ndim not in (2, 3):
         raise ValueError(f"`ndim` must be 2 or 3, got {ndim!r}")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"`count` must be a positive int, got {count!r}")
+    check_count(count, "count")
     dt = backend.float_dtype(dtype)
     k = jax.random.split(key, 6)
     n = count - 1

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_float_array
-from ._geometry import AbstractGeometry
+from ._geometry import AbstractGeometry, check_geometry
 
 # Interpolation samples (rays x planes) per chunk of views: bounds memory for 3D geometries.
 _SAMPLES_PER_CHUNK = 1 << 22
@@ -90,12 +90,18 @@ def _project_one(image: Float[Array, "..."], geometry: AbstractGeometry):
     return jax.lax.map(view, geometry.angles, batch_size=batch)
 
 
-def _check_geometry(geometry) -> None:
-    if not isinstance(geometry, AbstractGeometry):
-        raise TypeError(
-            "`geometry` must be a sciml.ct geometry (parallel_beam, fan_beam or cone_beam), got "
-            f"{type(geometry).__name__}"
-        )
+def checked_data(x, geometry, shape_attr: str, name: str, *, batched: bool = True):
+    """``x`` as a real floating array whose trailing axes are the geometry's ``shape_attr``
+    (``"image_shape"`` or ``"sinogram_shape"``; exactly that shape when not ``batched``), for a
+    valid ``geometry``; errors name ``name``."""
+    check_geometry(geometry)
+    core = getattr(geometry, shape_attr)
+    x = check_float_array(x, name=name)
+    n = len(core)
+    if x.ndim < n or x.shape[x.ndim - n:] != core or (not batched and x.ndim != n):
+        batch = f" (or (*batch, {', '.join(map(str, core))}))" if batched else ""
+        raise ValueError(f"`{name}` must have shape {core}{batch} for this geometry, got {x.shape}")
+    return x
 
 
 def _batched(fn, x, core_ndim: int):
@@ -127,15 +133,8 @@ def project(image: Float[Array, "*batch ..."], geometry: AbstractGeometry) -> Fl
         >>> float(sino[0, 3]), float(sino[1, 4])
         (4.0, 4.0)
     """
-    _check_geometry(geometry)
-    image = check_float_array(image, name="image")
-    core = geometry.image_shape
-    if image.shape[image.ndim - len(core):] != core or image.ndim < len(core):
-        raise ValueError(
-            f"`image` must have shape {core} (or (*batch, {', '.join(map(str, core))})) for this "
-            f"geometry, got {image.shape}"
-        )
-    return _batched(lambda im: _project_one(im, geometry), image, len(core))
+    image = checked_data(image, geometry, "image_shape", "image")
+    return _batched(lambda im: _project_one(im, geometry), image, geometry.ndim)
 
 
 def backproject(sinogram: Float[Array, "*batch ..."], geometry: AbstractGeometry) -> Float[Array, "..."]:
@@ -163,18 +162,11 @@ def backproject(sinogram: Float[Array, "*batch ..."], geometry: AbstractGeometry
         >>> bool(abs(lhs - rhs) <= 1e-5 * abs(lhs))
         True
     """
-    _check_geometry(geometry)
-    sinogram = check_float_array(sinogram, name="sinogram")
-    core = geometry.sinogram_shape
-    if sinogram.shape[sinogram.ndim - len(core):] != core or sinogram.ndim < len(core):
-        raise ValueError(
-            f"`sinogram` must have shape {core} (n_angles, detector...) for this geometry (or "
-            f"(*batch, {', '.join(map(str, core))})), got {sinogram.shape}"
-        )
+    sinogram = checked_data(sinogram, geometry, "sinogram_shape", "sinogram")
 
     def one(y):
         primal = jax.ShapeDtypeStruct(geometry.image_shape, y.dtype)
         (x,) = jax.linear_transpose(lambda im: _project_one(im, geometry), primal)(y)
         return x
 
-    return _batched(one, sinogram, len(core))
+    return _batched(one, sinogram, len(geometry.sinogram_shape))

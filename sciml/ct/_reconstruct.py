@@ -16,10 +16,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._checks import check_float_array
 from ._fbp import FILTERS, fbp
-from ._geometry import AbstractGeometry
-from ._projector import backproject, project
+from ._geometry import AbstractGeometry, check_count
+from ._projector import backproject, checked_data, project
 
 
 class Reconstruction(eqx.Module):
@@ -69,8 +68,7 @@ class FBP(AbstractReconstructor):
 
 
 def _check_iters(iterations, tol):
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"`iterations` must be a positive int, got {iterations!r}")
+    check_count(iterations, "iterations")
     if not tol >= 0:
         raise ValueError(f"`tol` must be >= 0, got {tol!r}")
 
@@ -196,12 +194,7 @@ def reconstruct(sinogram, geometry: AbstractGeometry, method="fbp", *, key=None)
     if not isinstance(method, AbstractReconstructor):
         raise TypeError(f"`method` must be a sciml.ct reconstructor or a name, got "
                         f"{type(method).__name__}")
-    if not isinstance(geometry, AbstractGeometry):
-        raise TypeError(f"`geometry` must be a sciml.ct geometry, got {type(geometry).__name__}")
-    y = check_float_array(sinogram, name="sinogram")
-    if y.shape != geometry.sinogram_shape:
-        raise ValueError(f"`sinogram` must have shape {geometry.sinogram_shape} (n_angles, "
-                         f"detector...) for this geometry, got {y.shape}")
+    y = checked_data(sinogram, geometry, "sinogram_shape", "sinogram", batched=False)
     if isinstance(y, jax.core.Tracer):
         y = eqx.error_if(y, ~jnp.all(jnp.isfinite(y)), "`sinogram` contains NaN or inf")
     elif not bool(jnp.all(jnp.isfinite(y))):
