@@ -21,6 +21,7 @@ from ._projector import project as project
 from ._reconstruct import CGLS as CGLS
 from ._reconstruct import FBP as FBP
 from ._reconstruct import SIRT as SIRT
+from ._reconstruct import TV as TV
 from ._reconstruct import AbstractReconstructor as AbstractReconstructor
 from ._reconstruct import Reconstruction as Reconstruction
 from ._reconstruct import reconstruct as reconstruct
