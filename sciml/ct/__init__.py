@@ -6,6 +6,13 @@ are jit-compiled, differentiable and batched over leading axes. Coordinates foll
 toolbox (see :mod:`sciml.ct._geometry`).
 """
 
+from ._data import downsample as downsample
+from ._data import load_dicom as load_dicom
+from ._data import load_projections as load_projections
+from ._data import refine as refine
+from ._data import save_projections as save_projections
+from ._data import simulate as simulate
+from ._data import textured_phantom as textured_phantom
 from ._geometry import AbstractGeometry as AbstractGeometry
 from ._geometry import ConeBeam as ConeBeam
 from ._geometry import FanBeam as FanBeam
