@@ -1,9 +1,11 @@
-"""Neural-network building blocks: activations, MLP, flax interop.
+"""Neural-network building blocks: activations, MLP, U-Net, flax interop.
 
 Activations come as pure functions (``relu``, ``gem``, ...) and as equinox Modules (``ReLU``,
 ``GEM``, ...), selected by name with :func:`activation`. :class:`MLP` is built from
 :class:`Linear` layers over ``sciml.backend.matmul``. :func:`from_flax` turns a flax ``nnx`` model
 into a :class:`FlaxModel`, the same kind of callable pytree; :func:`to_flax` turns it back.
+:class:`UNet` is a small time-conditioned U-Net for diffusion models on 2D images;
+:func:`count_params` counts a model's parameters.
 """
 
 from ._activations import EGEM as EGEM
@@ -30,3 +32,5 @@ from ._flax import from_flax as from_flax
 from ._flax import to_flax as to_flax
 from ._mlp import MLP as MLP
 from ._mlp import Linear as Linear
+from ._unet import UNet as UNet
+from ._unet import count_params as count_params
