@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import backend as backend
 from . import ct as ct
+from . import diffusion as diffusion
+from . import metrics as metrics
 from . import nn as nn
 from . import train as train
 

@@ -24,10 +24,12 @@ and counts are static.
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -235,6 +237,19 @@ def _check_fan_cover(half_width, sod, odd, radius, what: str) -> None:
         )
 
 
+def _eager(constructor):
+    """Build geometries eagerly even inside a jit trace: their validation needs concrete numbers,
+    and a geometry made from Python/NumPy values inside ``jax.jit`` is a constant anyway."""
+
+    @functools.wraps(constructor)
+    def wrapper(*args, **kwargs):
+        with jax.ensure_compile_time_eval():
+            return constructor(*args, **kwargs)
+
+    return wrapper
+
+
+@_eager
 def parallel_beam(angles, detector_count: int, image_shape, *, detector_spacing=1.0, pixel_size=1.0,
                   detector_offset=0.0) -> ParallelBeam:
     """2D parallel-beam geometry.
@@ -290,6 +305,7 @@ def _source_distances(source_origin, origin_detector, radius_needed: float):
     return sod, odd
 
 
+@_eager
 def fan_beam(angles, detector_count: int, image_shape, *, source_origin, origin_detector,
              detector_spacing=1.0, pixel_size=1.0) -> FanBeam:
     """2D fan-beam geometry with a flat detector.
@@ -329,6 +345,7 @@ def fan_beam(angles, detector_count: int, image_shape, *, source_origin, origin_
     return g
 
 
+@_eager
 def cone_beam(angles, detector_shape, volume_shape, *, source_origin, origin_detector,
               detector_spacing=(1.0, 1.0), voxel_size=1.0) -> ConeBeam:
     """3D cone-beam geometry: circular source orbit about z, flat detector.
