@@ -57,7 +57,7 @@ def _load_systems() -> None:
     # Importing a system registers its demo and subcommand.
     import pde._cli  # noqa: F401
 
-    from . import _demo  # noqa: F401
+    from . import _ct_cli, _demo  # noqa: F401
 
 
 # --- info ------------------------------------------------------------------------------------------
