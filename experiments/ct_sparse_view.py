@@ -120,7 +120,7 @@ def mean_rows(rows):
     return {k: float(np.mean([r[k] for r in rows])) for k in keys} | {"n": len(rows)}
 
 
-def evaluate(model, task, views_list, sets, n_images, n_val, samples, steps, log):
+def evaluate(model, task, views_list, sets, n_images, n_val, samples, steps, log, consistency):
     results = {"views": {}, "settings": {}}
     for views in views_list:
         tv_w, tv_scores = choose(task, views, lambda w: ct.TV(w, iterations=300), TV_WEIGHTS, n_val)
@@ -130,12 +130,15 @@ def evaluate(model, task, views_list, sets, n_images, n_val, samples, steps, log
         log(f"views {views}: TV weight {tv_w} {tv_scores}; CGLS iterations {cg_k} {cg_scores}")
         methods = {"FBP": ct.FBP(), "CGLS": ct.CGLS(cg_k), "SIRT": ct.SIRT(200),
                    "TV": ct.TV(tv_w, iterations=300),
-                   "DDS": dm.DDS(model, samples=samples, sampler=dm.DDIM(steps=steps, eta=0.8)),
-                   "CDPA": dm.CDPA(model, samples=samples, sampler=dm.DDIM(steps=steps, eta=0.8))}
+                   "DDS": dm.DDS(model, samples=samples, sampler=dm.DDIM(steps=steps, eta=0.8),
+                                 consistency=consistency),
+                   "CDPA": dm.CDPA(model, samples=samples, sampler=dm.DDIM(steps=steps, eta=0.8),
+                                   consistency=consistency)}
         per_set = {}
         for set_name in sets:
             rows = {m: [] for m in methods}
-            for i, (truth, y, clean, g) in enumerate(cases(task, set_name, views, n_images, TEST_SEED)):
+            for i, (truth, y, clean, g) in enumerate(cases(task, set_name, views, n_images(set_name, views),
+                                                           TEST_SEED)):
                 for name, method in methods.items():
                     rec, sec = run(y, g, method, jax.random.fold_in(jax.random.key(1), i))
                     rows[name].append(score(rec, truth, y, clean, sec))
@@ -197,15 +200,17 @@ def figure(model, task, path, views, samples, steps, tv_weight):
     plt.close(fig)
 
 
-def cone(model, size, views, samples, steps, log):
+def cone(model, task, size, views, samples, steps, log, consistency):
     """64^3 textured volume, ``views`` cone-beam views: FDK vs slice-wise CDPA with 3D consistency."""
     key = jax.random.key(TEST_SEED + 3)
-    fine = ct.textured_phantom(key, (2 * size,) * 3, texture=0.08, correlation=0.1, smooth=0.3)
+    fine = ct.textured_phantom(key, (2 * size,) * 3, texture=task.texture, correlation=task.correlation,
+                               smooth=task.smooth)
     truth = ct.downsample(fine, 2)
     angles = np.linspace(0, 2 * np.pi, views, endpoint=False)
     g = ct.cone_beam(angles, (size + size // 2, 2 * size), (size,) * 3, source_origin=4.0 * size,
                      origin_detector=2.0 * size)
-    y = ct.simulate(fine, g, key=jax.random.fold_in(key, 1), noise="poisson", photons=2e4, upsample=1)
+    y = ct.simulate(fine, g, key=jax.random.fold_in(key, 1), noise="poisson", photons=task.photons,
+                    upsample=1)
     rng = float(truth.max() - truth.min())
     out = {}
     t = time.perf_counter()
@@ -214,7 +219,7 @@ def cone(model, size, views, samples, steps, log):
     out["FDK"] = {"psnr": float(metrics.psnr(fdk.image, truth, data_range=rng)),
                   "seconds": time.perf_counter() - t}
     method = dm.CDPA(model, samples=samples, sampler=dm.DDIM(steps=steps, eta=0.8),
-                     consistency=dm.CGConsistency(steps=5), analytic=ct.FBP(), sample_batch=1)
+                     consistency=consistency, analytic=ct.FBP(), sample_batch=1)
     t = time.perf_counter()
     rec = ct.reconstruct(y, g, method, key=jax.random.key(4))
     rec.image.block_until_ready()
@@ -234,7 +239,11 @@ def build_parser():
     p.add_argument("--model", default=str(PRETRAINED), help="weights file (sciml.diffusion.save_denoiser)")
     p.add_argument("--views", default="8,16,32,60", help="comma-separated view counts")
     p.add_argument("--sets", default="textured,ellipses,shepp-logan,dicom")
-    p.add_argument("--images", type=int, default=20, help="test images per random set")
+    p.add_argument("--images", type=int, default=20,
+                   help="test images of the gated cases (textured, 8 and 16 views)")
+    p.add_argument("--images-other", type=int, default=5, help="test images of the other random cases")
+    p.add_argument("--cg-steps", type=int, default=None, help="CG data-consistency steps (default: CDPA's)")
+    p.add_argument("--gamma", type=float, default=None, help="CG proximal weight (default: CDPA's)")
     p.add_argument("--validation", type=int, default=5, help="validation images for TV / CGLS settings")
     p.add_argument("--samples", type=int, default=8, help="posterior samples K")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
@@ -262,15 +271,22 @@ def main(argv=None):
     task = dm.SparseViewTask(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["task"].items()})
     log(f"model {args.model}: {sciml.nn.count_params(model)} parameters, trained {meta.get('steps')} steps "
         f"in {meta.get('train_seconds')} s on views {task.views}")
-    results = evaluate(model, task, views_list, sets, args.images, args.validation, args.samples, args.steps,
-                       log)
+    def n_images(set_name, views):
+        return args.images if set_name == "textured" and views in (8, 16) else args.images_other
+
+    default = dm.CGConsistency()
+    consistency = dm.CGConsistency(steps=default.steps if args.cg_steps is None else args.cg_steps,
+                                   gamma=default.gamma if args.gamma is None else args.gamma)
+    results = evaluate(model, task, views_list, sets, n_images, args.validation, args.samples, args.steps,
+                       log, consistency)
     results.update(machine=machine(), model=str(args.model), model_metadata=meta, samples=args.samples,
-                   steps=args.steps, images=args.images)
+                   steps=args.steps, images=args.images, images_other=args.images_other,
+                   consistency={"steps": consistency.steps, "gamma": float(consistency.gamma)})
     first = views_list[0]
     figure(model, task, out / "figure.png", first, args.samples, args.steps,
            results["settings"][first]["tv_weight"])
     if args.cone:
-        results["cone"] = cone(model, 64, 16, args.cone_samples, args.steps, log)
+        results["cone"] = cone(model, task, 64, 16, args.cone_samples, args.steps, log, consistency)
     results["seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(markdown(results, sets))

@@ -76,7 +76,7 @@ def _check_iters(iterations, tol):
 
 
 class CGLS(AbstractReconstructor):
-    """Conjugate gradients on the normal equations, from x0 = 0 (or ``nonneg`` clipping at the end).
+    """Conjugate gradients on the normal equations, from x0 = 0.
 
     Attributes:
         iterations: maximum number of iterations (early stopping regularises: ~10-30 for noisy data).

@@ -55,14 +55,19 @@ class CGConsistency(AbstractConsistency):
     x0_hat: early-stopped CG keeps x near the prior's estimate in the null space of A and fits the data
     in its range (gamma > 0 adds a proximal pull towards x0_hat, for noisy data).
 
+    The defaults (1 step, gamma = 100) were chosen on validation images of the shipped model's task
+    (64 x 64, 8 and 16 parallel views, 2e4 photons per bin): there, more or unregularised CG steps fit
+    the noise (residual below the noise level) and lose PSNR; noise-free data want more steps.
+
     Attributes:
         steps: CG iterations (0 disables data consistency).
-        gamma: proximal weight, in units of ||A||^2 (array leaf: no recompilation).
+        gamma: proximal weight, in the units of A^T A (it scales with the number of views and the
+            pixel size; array leaf: no recompilation).
         nonneg: clip the corrected estimate at 0.
     """
 
-    steps: int = eqx.field(static=True, default=5)
-    gamma: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=0.0)
+    steps: int = eqx.field(static=True, default=1)
+    gamma: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=100.0)
     nonneg: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
@@ -189,7 +194,7 @@ class CDPA(_AbstractGuided):
             trained on slices with their sparse-view analytic reconstructions as conditions.
         samples: K posterior samples; the image is their mean and ``std`` their spread.
         sampler: a :class:`~sciml.diffusion.DDIM` (default 25 steps, eta = 0.8) or other sampler.
-        consistency: the data-consistency step (default 5 CG steps, gamma = 0).
+        consistency: the data-consistency step (default :class:`CGConsistency`: 1 CG step, gamma=100).
         analytic: the analytic reconstruction that conditions the denoiser (default ramp FBP / FDK);
             it must be the one the model was trained with.
         sample_batch: samples drawn at once (memory); default all K.

@@ -226,6 +226,7 @@ def load_denoiser(path: str | os.PathLike, *,
 def train_ct_denoiser(task: SparseViewTask, *, key, steps: int = 4000, batch_size: int = 16, pool: int = 4096,
                       channels: tuple[int, ...] = (32, 64, 128), learning_rate: float = 2e-3,
                       p_uncond: float = 0.1, schedule: AbstractSchedule | None = None,
+                      log_ratio: tuple[float, float] | None = (-1.2, 1.2),
                       sigma_data: float = 0.5, parallel: Any = None, progress: bool | None = None,
                       callbacks=(), log_every: int | None = None):
     """Train a conditional CT denoiser (condition: the FBP of the sparse-view data) on ``task``.
@@ -234,7 +235,7 @@ def train_ct_denoiser(task: SparseViewTask, *, key, steps: int = 4000, batch_siz
     minibatches of it train the model (fresh diffusion noise and times every step). Adam with a
     cosine-decayed learning rate and gradient clipping at norm 1; the loss is :func:`denoising_loss`
     with condition dropout ``p_uncond`` (so the same network also runs unconditionally, for DDS /
-    DPS).
+    DPS) and EDM's log-normal noise levels ``log_ratio`` (None: t uniform).
 
     Returns:
         ``(denoiser, history)`` (``sciml.train.History``).
@@ -254,7 +255,7 @@ def train_ct_denoiser(task: SparseViewTask, *, key, steps: int = 4000, batch_siz
 
     def loss_fn(m, batch, k):
         x, cond = batch
-        return denoising_loss(m, x, k, cond=cond, p_uncond=p_uncond)
+        return denoising_loss(m, x, k, cond=cond, p_uncond=p_uncond, log_ratio=log_ratio)
 
     return train.fit(model, loss_fn, batches, optimizer, steps=steps, key=k_fit, parallel=parallel,
                      progress=progress, callbacks=callbacks, log_every=log_every)

@@ -103,7 +103,7 @@ class Denoiser(eqx.Module):
 
 def denoising_loss(denoiser: Denoiser, x0: Float[Array, "batch c h w"], key: Array, *,
                    cond: Float[Array, "batch k h w"] | None = None, p_uncond: float = 0.0,
-                   t_min: float = 1e-3) -> Float[Array, ""]:
+                   t_min: float = 1e-3, log_ratio: tuple[float, float] | None = None) -> Float[Array, ""]:
     """Denoising score-matching loss of a batch, EDM-weighted (see the module docstring).
 
     Args:
@@ -112,7 +112,10 @@ def denoising_loss(denoiser: Denoiser, x0: Float[Array, "batch c h w"], key: Arr
         key: PRNG key (times, noise, condition dropout).
         cond: conditions, one per image (conditional models).
         p_uncond: probability of dropping an example's condition.
-        t_min: smallest training time; t ~ U(t_min, 1).
+        t_min: smallest training time; t ~ U(t_min, 1) by default.
+        log_ratio: ``(mean, std)``: draw log(sigma/alpha) ~ N(mean, std^2) instead (EDM's
+            log-normal noise levels, e.g. (-1.2, 1.2)), mapped to t by the schedule and clipped to
+            [t_min, 1]; concentrates training on the noise levels where images take shape.
 
     Returns:
         The mean weighted squared error (about 1 at initialisation, whatever the noise level).
@@ -133,7 +136,11 @@ def denoising_loss(denoiser: Denoiser, x0: Float[Array, "batch c h w"], key: Arr
         raise ValueError(f"`p_uncond` must be in [0, 1], got {p_uncond}")
     n = x0.shape[0]
     kt, ke, kd = jax.random.split(key, 3)
-    t = jax.random.uniform(kt, (n,), x0.dtype, minval=t_min, maxval=1.0)
+    if log_ratio is None:
+        t = jax.random.uniform(kt, (n,), x0.dtype, minval=t_min, maxval=1.0)
+    else:
+        lr = log_ratio[0] + log_ratio[1] * jax.random.normal(kt, (n,), x0.dtype)
+        t = jnp.clip(denoiser.schedule.time_of(lr).astype(x0.dtype), t_min, 1.0)
     eps = jax.random.normal(ke, x0.shape, x0.dtype)
     keep = jax.random.uniform(kd, (n,)) >= p_uncond
 
