@@ -214,7 +214,7 @@ class CDPA(_AbstractGuided):
     denoiser: Denoiser
     samples: int = eqx.field(static=True, default=8)
     sampler: AbstractSampler = DDIM(steps=25, eta=0.8)
-    consistency: AbstractConsistency = CGConsistency()
+    consistency: AbstractConsistency = eqx.field(default_factory=CGConsistency)  # no arrays at import
     analytic: AbstractReconstructor = FBP()
     sample_batch: int | None = eqx.field(static=True, default=None)
 
@@ -237,7 +237,7 @@ class DDS(_AbstractGuided):
     denoiser: Denoiser
     samples: int = eqx.field(static=True, default=8)
     sampler: AbstractSampler = DDIM(steps=25, eta=0.85)
-    consistency: AbstractConsistency = CGConsistency()
+    consistency: AbstractConsistency = eqx.field(default_factory=CGConsistency)  # no arrays at import
     sample_batch: int | None = eqx.field(static=True, default=None)
 
     conditional: ClassVar[bool] = False

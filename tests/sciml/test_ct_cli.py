@@ -38,6 +38,7 @@ def test_reconstruct_with_a_diffusion_model(tmp_path, capsys):
                   "--model", str(path), "--out", str(out)])
 
 
+@pytest.mark.slow
 def test_train_writes_a_loadable_model(tmp_path, capsys):
     path = tmp_path / "m.eqx"
     assert cli.main(["ct", "train", "--size", "16", "--train-views", "4,8", "--steps", "3",

@@ -119,7 +119,14 @@ def test_denoiser_preconditioning_and_condition_mask(getkey):
     assert not np.allclose(model(x, t, c), model(x, t))
     # at vanishing noise the denoiser returns its input (c_skip -> 1, c_out -> 0)
     np.testing.assert_allclose(model(x, jnp.asarray(1e-5), c), x, atol=1e-2)  # c_out = 1e-3 here
-    # jit, vmap, grad
+
+
+@pytest.mark.slow
+def test_denoiser_under_jit_vmap_grad(getkey):
+    model = dm.Denoiser(nn.UNet(3, 1, channels=(8, 16), groups=4, key=getkey()), dm.VP(), channels=1,
+                        cond_channels=1)
+    x, c = jax.random.normal(getkey(), (1, 16, 16)), jax.random.normal(getkey(), (1, 16, 16))
+    t = jnp.asarray(0.5)
     f = eqx.filter_jit(eqx.filter_vmap(lambda m, a, b: m(a, t, b), in_axes=(None, 0, 0)))
     assert f(model, jnp.stack([x, x]), jnp.stack([c, c])).shape == (2, 1, 16, 16)
     g = eqx.filter_grad(lambda m: dm.denoising_loss(m, x[None], jax.random.key(0), cond=c[None],
