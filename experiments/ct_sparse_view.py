@@ -71,12 +71,7 @@ def cases(task: dm.SparseViewTask, set_name: str, views: int, n: int, seed: int)
     out = []
     for i in range(n if set_name in ("textured", "ellipses") else 1):
         key = jax.random.fold_in(jax.random.key(seed), i)
-        if set_name == "textured":
-            t = task
-        elif set_name == "ellipses":
-            t = dm.SparseViewTask(**{**task.to_dict(), "phantom": "ellipses"})
-        else:
-            t = task
+        t = dm.SparseViewTask(**{**task.to_dict(), "phantom": "ellipses"}) if set_name == "ellipses" else task
         k_img, k_noise = jax.random.split(key)
         if set_name in ("textured", "ellipses"):
             fine = t.image(k_img)

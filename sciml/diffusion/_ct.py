@@ -36,9 +36,9 @@ from jaxtyping import Array, Float
 
 from ..ct._geometry import AbstractGeometry, check_count
 from ..ct._projector import backproject, project
-from ..ct._reconstruct import FBP, AbstractReconstructor, Reconstruction
+from ..ct._reconstruct import FBP, AbstractReconstructor, Reconstruction, _residual
 from ._denoiser import Denoiser
-from ._sample import DDIM, AbstractSampler, ddim_update
+from ._sample import DDIM, AbstractSampler, ddim_update, initial_noise
 
 
 class AbstractConsistency(eqx.Module):
@@ -126,9 +126,8 @@ def _slicewise(denoiser, x, t, cond):
 def _summary(samples, sinogram, geometry, iterations):
     mean = jnp.mean(samples, axis=0)
     std = jnp.std(samples, axis=0, ddof=1) if samples.shape[0] > 1 else jnp.zeros_like(mean)
-    residual = jnp.linalg.norm(project(mean, geometry) - sinogram) / jnp.linalg.norm(sinogram)
-    return Reconstruction(image=mean, residual=residual, iterations=jnp.asarray(iterations), samples=samples,
-                          std=std)
+    return Reconstruction(image=mean, residual=_residual(mean, sinogram, geometry),
+                          iterations=jnp.asarray(iterations), samples=samples, std=std)
 
 
 class _AbstractDiffusionReconstructor(AbstractReconstructor):
@@ -173,7 +172,7 @@ class _AbstractGuided(_AbstractDiffusionReconstructor):
 
         def one(k):
             k0, k1 = jax.random.split(k)
-            x_T = schedule.sigma(1.0).astype(sinogram.dtype) * jax.random.normal(k0, shape, sinogram.dtype)
+            x_T = initial_noise(schedule, k0, shape, sinogram.dtype)
             return self.sampler.run(denoise, schedule, x_T, k1, correct)
 
         samples = self._draw(one, keys)
@@ -294,7 +293,7 @@ class DPS(_AbstractDiffusionReconstructor):
 
         def one(k):
             k0, k1 = jax.random.split(k)
-            x_T = schedule.sigma(1.0).astype(dtype) * jax.random.normal(k0, shape, dtype)
+            x_T = initial_noise(schedule, k0, shape, dtype)
 
             def body(x, inputs):
                 t, s, kk = inputs

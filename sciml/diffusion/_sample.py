@@ -58,6 +58,16 @@ def time_grid(schedule: AbstractSchedule, steps: int, t_min: float, spacing: str
     return times.at[0].set(1.0).at[-1].set(t_min)
 
 
+def _check_t_min(t_min) -> None:
+    if not 0 < t_min < 1:
+        raise ValueError(f"`t_min` must be in (0, 1), got {t_min}")
+
+
+def initial_noise(schedule: AbstractSchedule, key, shape, dtype) -> Array:
+    """x_T = sigma(1) z, z ~ N(0, I): the start of every sampler (alpha(1) x_0 is neglected)."""
+    return schedule.sigma(1.0).astype(dtype) * jax.random.normal(key, shape, dtype)
+
+
 def ddim_update(schedule: AbstractSchedule, x_t, x0, t, s, eta, key):
     """One DDIM step from t to s given the estimate ``x0`` (the formula in the module docstring)."""
     a_t, s_t = schedule.alpha(t).astype(x_t.dtype), schedule.sigma(t).astype(x_t.dtype)
@@ -127,8 +137,7 @@ class DDIM(_AbstractStepping):
         _check_spacing(self.spacing)
         if not 0 <= self.eta <= 1:
             raise ValueError(f"`eta` must be in [0, 1], got {self.eta}")
-        if not 0 < self.t_min < 1:
-            raise ValueError(f"`t_min` must be in (0, 1), got {self.t_min}")
+        _check_t_min(self.t_min)
 
     def stochasticity(self):
         return self.eta
@@ -153,8 +162,7 @@ class DDPM(_AbstractStepping):
     def __check_init__(self):
         _check_steps(self.steps)
         _check_spacing(self.spacing)
-        if not 0 < self.t_min < 1:
-            raise ValueError(f"`t_min` must be in (0, 1), got {self.t_min}")
+        _check_t_min(self.t_min)
 
 
 class ProbabilityFlow(AbstractSampler):
@@ -178,8 +186,7 @@ class ProbabilityFlow(AbstractSampler):
     def __check_init__(self):
         if self.steps is not None:
             _check_steps(self.steps)
-        if not 0 < self.t_min < 1:
-            raise ValueError(f"`t_min` must be in (0, 1), got {self.t_min}")
+        _check_t_min(self.t_min)
 
     def run(self, denoise, schedule, x_T, key, correct):
         def estimate(x, t):
@@ -240,6 +247,6 @@ def sample(denoiser: Callable, shape: tuple[int, ...], *, key: Array,
             raise ValueError("`schedule` is needed when `denoiser` has no `.schedule`")
     dtype = jnp.result_type(float)
     k0, k1 = jax.random.split(key)
-    x_T = schedule.sigma(1.0).astype(dtype) * jax.random.normal(k0, shape, dtype)
+    x_T = initial_noise(schedule, k0, shape, dtype)
     denoise = (lambda x, t: denoiser(x, t)) if cond is None else (lambda x, t: denoiser(x, t, cond))
     return sampler.run(denoise, schedule, x_T, k1, correct)

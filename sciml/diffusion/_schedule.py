@@ -32,6 +32,11 @@ def _positive(value, name: str) -> Array:
     return v
 
 
+def _check_ordered(lo, hi, lo_name: str, hi_name: str) -> None:
+    if not isinstance(hi, jax.core.Tracer) and not bool(hi > lo):
+        raise ValueError(f"`{hi_name}` must exceed `{lo_name}`, got {hi} <= {lo}")
+
+
 class AbstractSchedule(eqx.Module):
     """A noise schedule: ``alpha(t)`` and ``sigma(t)`` on t in [0, 1], with sigma/alpha increasing."""
 
@@ -81,17 +86,17 @@ class VP(AbstractSchedule):
     beta_max: Float[Array, ""] = eqx.field(converter=lambda v: _positive(v, "beta_max"), default=20.0)
 
     def __check_init__(self):
-        if not isinstance(self.beta_max, jax.core.Tracer) and not bool(self.beta_max > self.beta_min):
-            raise ValueError(f"`beta_max` must exceed `beta_min`, got {self.beta_max} <= {self.beta_min}")
+        _check_ordered(self.beta_min, self.beta_max, "beta_min", "beta_max")
+
+    def _log_alpha2(self, t):
+        t = jnp.asarray(t, dtype=self.beta_min.dtype)
+        return -0.5 * t**2 * (self.beta_max - self.beta_min) - t * self.beta_min
 
     def alpha(self, t):
-        t = jnp.asarray(t, dtype=self.beta_min.dtype)
-        return jnp.exp(-0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min)
+        return jnp.exp(0.5 * self._log_alpha2(t))
 
     def sigma(self, t):
-        t = jnp.asarray(t, dtype=self.beta_min.dtype)
-        log_alpha2 = -0.5 * t**2 * (self.beta_max - self.beta_min) - t * self.beta_min
-        return jnp.sqrt(-jnp.expm1(log_alpha2))  # sqrt(1 - alpha^2), accurate near t = 0
+        return jnp.sqrt(-jnp.expm1(self._log_alpha2(t)))  # sqrt(1 - alpha^2), accurate near t = 0
 
 
 class VE(AbstractSchedule):
@@ -106,8 +111,7 @@ class VE(AbstractSchedule):
     sigma_max: Float[Array, ""] = eqx.field(converter=lambda v: _positive(v, "sigma_max"), default=50.0)
 
     def __check_init__(self):
-        if not isinstance(self.sigma_max, jax.core.Tracer) and not bool(self.sigma_max > self.sigma_min):
-            raise ValueError(f"`sigma_max` must exceed `sigma_min`, got {self.sigma_max} <= {self.sigma_min}")
+        _check_ordered(self.sigma_min, self.sigma_max, "sigma_min", "sigma_max")
 
     def alpha(self, t):
         return jnp.ones_like(jnp.asarray(t, dtype=self.sigma_min.dtype))
