@@ -408,6 +408,7 @@ def calibration(
     reference: Float[Array, "*shape"],
     *,
     k: Any = 2.0,
+    samples: int | None = None,
 ) -> Calibration:
     r"""Calibration of a per-pixel uncertainty ``std`` for an estimate ``mean`` of ``reference``.
 
@@ -425,11 +426,20 @@ def calibration(
     (in particular ``std == 0`` everywhere) the correlation is undefined; it is reported as 0, never
     NaN. With ``std == 0`` the coverage is the fraction of pixels that are exactly right.
 
+    When ``mean`` is the average of K posterior samples and ``std`` their spread (as returned by
+    the sampling reconstructions), pass ``samples=K``: the reference and the K samples are then
+    draws from one distribution, so the error of the K-sample mean has the *predictive* standard
+    deviation :math:`s\sqrt{1 + 1/K}` (Monte Carlo error of the mean included), and that is the
+    spread checked (with ``std`` the unbiased sample estimate, :math:`e_i / (s_i\sqrt{1 + 1/K})`
+    is Student-t with K - 1 degrees of freedom for Gaussian posteriors).
+
     Args:
         mean: the estimate (e.g. the posterior mean), real floating, any shape.
         std: its per-pixel standard deviation, same shape, >= 0.
         reference: the ground truth, same shape.
         k: the number of standard deviations for ``coverage``, > 0 (may be traced).
+        samples: K when ``mean`` is the mean of K samples whose spread is ``std`` (a positive
+            Python int); None (default) checks ``std`` as given.
 
     Returns:
         A :class:`Calibration` of scalars.
@@ -450,6 +460,10 @@ def calibration(
     k = _scalar(k, "k", mean.dtype, positive=True)
     if _is_concrete(std) and not bool((lowest := _min(std)) >= 0):
         raise ValueError(f"`std` must be >= 0 everywhere, got a minimum of {float(lowest)!r}")
+    if samples is not None:
+        if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
+            raise ValueError(f"`samples` must be a positive int (the K averaged in `mean`), got {samples!r}")
+        std = std * math.sqrt(1.0 + 1.0 / int(samples))
     return _calibration(mean, std, reference, k)
 
 

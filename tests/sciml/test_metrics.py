@@ -179,6 +179,31 @@ def test_calibration_correlation():
     assert float(cal.correlation) > 0.2
 
 
+def test_calibration_of_a_sample_mean_is_student_t():
+    # reference and K samples iid N(mu, sd^2) per pixel; mean = sample mean, std = sample std (ddof 1):
+    # |ref - mean| / (std sqrt(1 + 1/K)) is |t_{K-1}|, so the coverage at k is P(|t_{K-1}| <= k);
+    # without `samples` it is P(|t_{K-1}| <= k / sqrt(1 + 1/K)). 4096 pixels: 4 s.e. <= 0.032.
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    k_samples = 8
+    mu = rng.standard_normal(CAL_SHAPE)
+    sd = np.linspace(0.1, 2.0, 4096).reshape(CAL_SHAPE)
+    draws = mu + sd * rng.standard_normal((k_samples + 1, *CAL_SHAPE))
+    ref, samples = _f32(draws[0]), draws[1:]
+    mean, std = _f32(samples.mean(0)), _f32(samples.std(0, ddof=1))
+    for k in (1.0, 2.0):
+        t = stats.t(k_samples - 1)
+        pred = calibration(mean, std, ref, k=k, samples=k_samples)
+        raw = calibration(mean, std, ref, k=k)
+        assert abs(float(pred.coverage) - (2 * t.cdf(k) - 1)) < 0.032
+        assert abs(float(raw.coverage) - (2 * t.cdf(k / np.sqrt(1 + 1 / k_samples)) - 1)) < 0.032
+        np.testing.assert_allclose(pred.mean_std, raw.mean_std * np.sqrt(1 + 1 / k_samples), rtol=1e-6)
+    for bad in (0, -2, 2.0, True):
+        with pytest.raises(ValueError, match="samples"):
+            calibration(mean, std, ref, samples=bad)
+
+
 @pytest.mark.parametrize("level", [0.0, 0.1])
 def test_calibration_constant_std_gives_zero_correlation(level):
     rng = np.random.default_rng(2)
