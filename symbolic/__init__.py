@@ -1,1 +1,8 @@
-"""Placeholder until issues #7/#8 land: equation discovery and neuro-symbolic fuzzy logic."""
+"""symbolic: neuro-symbolic methods on JAX.
+
+Sub-packages: :mod:`symbolic.fuzzy` (differentiable fuzzy logic with Logic Tensor Networks semantics:
+connectives, aggregators, quantifiers over named variables, knowledge-base satisfaction). Equation
+discovery (``symbolic.discovery``) and KLUE rule learning are still to come.
+"""
+
+from . import fuzzy as fuzzy
