@@ -37,6 +37,46 @@ from ._aggregators import product as product
 
 # --- connectives (symbolic/fuzzy/_ops.py) ---
 from ._checks import EPS as EPS
+
+# --- digit benchmarks: digit-sum and concept discovery (symbolic/fuzzy/_digits.py) ---
+from ._digits import KLUE as KLUE
+from ._digits import AbstractConceptMethod as AbstractConceptMethod
+from ._digits import AbstractSumMethod as AbstractSumMethod
+from ._digits import Baseline as Baseline
+from ._digits import ConceptTask as ConceptTask
+from ._digits import DigitData as DigitData
+from ._digits import DigitSumResult as DigitSumResult
+from ._digits import ExactSum as ExactSum
+from ._digits import KLUENet as KLUENet
+from ._digits import LTNSum as LTNSum
+from ._digits import PlainSum as PlainSum
+from ._digits import add_noise as add_noise
+from ._digits import concept_purity as concept_purity
+from ._digits import digit_data as digit_data
+from ._digits import evaluate_concepts as evaluate_concepts
+from ._digits import exact_sum_probs as exact_sum_probs
+from ._digits import flip_labels as flip_labels
+from ._digits import hardest_fraction as hardest_fraction
+from ._digits import hidden_pair_task as hidden_pair_task
+from ._digits import load_digit_data as load_digit_data
+from ._digits import occlude as occlude
+from ._digits import shift_images as shift_images
+from ._digits import sum_pairs as sum_pairs
+from ._digits import train_concepts as train_concepts
+from ._digits import train_digit_sum as train_digit_sum
+from ._digits import train_steps as train_steps
+
+# --- KLUE: differentiable knowledge unit (symbolic/fuzzy/_klue.py) ---
+from ._klue import DKU as DKU
+from ._klue import DKUOutput as DKUOutput
+from ._klue import RuleTable as RuleTable
+from ._klue import concept_classes as concept_classes
+from ._klue import distinctness_axioms as distinctness_axioms
+from ._klue import distinctness_loss as distinctness_loss
+from ._klue import dku_loss as dku_loss
+from ._klue import edit_rules as edit_rules
+from ._klue import lambda_warmup as lambda_warmup
+from ._klue import rule_table as rule_table
 from ._ops import and_luk as and_luk
 from ._ops import and_min as and_min
 from ._ops import and_prod as and_prod
