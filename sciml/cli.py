@@ -55,6 +55,7 @@ def register_command(name: str, help: str, configure: Callable[[argparse.Argumen
 
 def _load_systems() -> None:
     # Importing a system registers its demo and subcommand.
+    import hwsim._cli  # noqa: F401
     import pde._cli  # noqa: F401
 
     from . import _ct_cli, _demo  # noqa: F401

@@ -4,7 +4,8 @@ Workloads are GEMMs (:func:`gemm`), convolutions lowered to GEMM (:func:`conv`) 
 (:class:`Topology`, read from SCALE-Sim's CSV files by :func:`read_topology` or shipped with the
 package, :func:`load_topology`). :func:`simulate` maps them onto a :class:`SystolicArray` with a
 dataflow (:class:`OutputStationary`, :class:`WeightStationary`, :class:`InputStationary`, subclasses
-of :class:`AbstractDataflow`) and returns a :class:`SimulationResult`. SCALE-Sim's ``.cfg`` files are
+of :class:`AbstractDataflow`) and returns a :class:`SimulationResult`; with a :class:`Memory` it also
+models the double-buffered SRAMs and DRAM (:class:`MemoryResult`). SCALE-Sim's ``.cfg`` files are
 read by :func:`read_config`.
 """
 
@@ -17,6 +18,10 @@ from ._dataflow import InputStationary as InputStationary
 from ._dataflow import OutputStationary as OutputStationary
 from ._dataflow import SystolicArray as SystolicArray
 from ._dataflow import WeightStationary as WeightStationary
+from ._memory import Memory as Memory
+from ._memory import MemoryResult as MemoryResult
+from ._memory import conv_ifmap_words as conv_ifmap_words
+from ._memory import topology_ifmap_words as topology_ifmap_words
 from ._simulate import SimulationResult as SimulationResult
 from ._simulate import simulate as simulate
 from ._workload import TOPOLOGIES as TOPOLOGIES

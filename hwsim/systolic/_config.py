@@ -45,8 +45,8 @@ from ._dataflow import DATAFLOWS, AbstractDataflow, SystolicArray
 class ScaleSimConfig(eqx.Module):
     """The contents of a SCALE-Sim ``.cfg`` file; build with :func:`read_config`.
 
-    Field defaults are those of ``scalesim.scale_config.scale_config()``. Only ``array`` and
-    ``dataflow`` enter the cycle model; the memory fields are kept for the SRAM/DRAM models to come.
+    Field defaults are those of ``scalesim.scale_config.scale_config()``. ``array`` and ``dataflow``
+    enter the cycle model, ``memory`` the SRAM/DRAM model.
 
     Attributes:
         run_name: ``[general] run_name``.
@@ -112,6 +112,21 @@ class ScaleSimConfig(eqx.Module):
     def array(self) -> SystolicArray:
         """The PE array, ``ArrayHeight x ArrayWidth``."""
         return SystolicArray(self.array_rows, self.array_cols)
+
+    @property
+    def memory(self):
+        """The :class:`Memory` SCALE-Sim simulates: the three SRAM sizes and, in ``USER`` mode, the
+        DRAM bandwidths it uses (ifmap and filter from the ``[layout]`` bank bandwidths, ofmap from
+        the first ``Bandwidth``; its word size is one byte)."""
+        from ._memory import Memory
+
+        kw = {}
+        if self.interface_bandwidth == "USER":
+            if not self.bandwidths:
+                raise ValueError("InterfaceBandwidth is USER but the config has no `Bandwidth`")
+            kw = dict(ifmap_bandwidth=self.ifmap_sram_bank_bandwidth,
+                      filter_bandwidth=self.filter_sram_bank_bandwidth, ofmap_bandwidth=self.bandwidths[0])
+        return Memory(self.ifmap_sram_kb, self.filter_sram_kb, self.ofmap_sram_kb, **kw)
 
     @property
     def dataflow(self) -> AbstractDataflow:

@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, Int
 from sciml import backend
 
 from ._dataflow import AbstractDataflow, SystolicArray, WeightStationary, as_dataflow, cdiv
+from ._memory import Memory, MemoryResult, memory_model
 from ._workload import Layer, Topology, _is_concrete, check_int32_range
 
 
@@ -35,6 +36,8 @@ class SimulationResult(eqx.Module):
         macs: multiply-accumulates ``M N K``.
         row_folds, col_folds: how many times the work is tiled over the array's rows and columns.
         names: the layers' names (empty for a single unnamed batch).
+        memory: with ``simulate(..., memory=Memory(...))``, the SRAM/DRAM model's
+            :class:`MemoryResult` (DRAM traffic, stalls, bandwidths); else ``None``.
     """
 
     cycles: Int[Array, "..."]
@@ -48,6 +51,7 @@ class SimulationResult(eqx.Module):
     row_folds: Int[Array, "..."]
     col_folds: Int[Array, "..."]
     names: tuple[str, ...] = eqx.field(default=(), static=True)
+    memory: MemoryResult | None = None
 
 
 def _counts(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool):
@@ -66,7 +70,8 @@ def _counts(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool):
 
 
 @eqx.filter_jit
-def _simulate(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool, names: tuple[str, ...]):
+def _simulate(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool, names: tuple[str, ...],
+              memory: Memory | None = None, ifmap_words=None):
     c = _counts(m, n, k, rows, cols, dataflow, compat)
     fdt = backend.default_dtype()
     pes = (rows * cols).astype(fdt)
@@ -77,12 +82,17 @@ def _simulate(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool, nam
     overall = c["macs"].astype(fdt) / (c["cycles"].astype(fdt) * pes)
     shape = jnp.broadcast_shapes(m.shape, n.shape, k.shape, rows.shape, cols.shape)
     full = lambda x: jnp.broadcast_to(x, shape)  # noqa: E731
+    mem = None
+    if memory is not None:
+        words = m * k if ifmap_words is None else ifmap_words
+        mem = memory_model(m, n, k, rows, cols, words, memory, dataflow,
+                           (c["ifmap"], c["filter"], c["ofmap"]), c["cycles"])
     return SimulationResult(
         cycles=full(c["cycles"]), overall_utilization=full(overall), mapping_efficiency=full(mapping),
         compute_utilization=full(compute), ifmap_reads=full(c["ifmap"]), filter_reads=full(c["filter"]),
         ofmap_writes=full(c["ofmap"]), macs=full(c["macs"]), row_folds=full(c["row_folds"]),
         col_folds=full(c["col_folds"]),
-        names=names,
+        names=names, memory=mem,
     )
 
 
@@ -90,8 +100,8 @@ _WS = WeightStationary()  # a field-less Module: no arrays are made at import
 
 
 def simulate(workload: Layer | Topology, array: SystolicArray, *,
-             dataflow: AbstractDataflow | str = _WS, compat: bool = False
-             ) -> SimulationResult:
+             dataflow: AbstractDataflow | str = _WS, compat: bool = False,
+             memory: Memory | None = None, ifmap_words=None) -> SimulationResult:
     """Cycles, utilisation and SRAM traffic of a layer or a network on a systolic array.
 
     With ``(S_r, S_c, T)`` the dataflow's mapping of the GEMM (``M, N, K``) and an ``R x C`` array,
@@ -122,9 +132,14 @@ def simulate(workload: Layer | Topology, array: SystolicArray, *,
 
     Kept in both modes, since they are SCALE-Sim's model rather than slips: folds do not overlap
     (each pays its own fill and drain); utilisations are unweighted means over folds; and
-    convolutions are lowered without padding (see :func:`hwsim.systolic.conv`). Not modelled: its
-    ``USER`` bandwidth mode (DRAM stalls), the ``Total Cycles (incl. prefetch)`` column (which comes
-    from its DRAM prefetch simulation), and sparsity support.
+    convolutions are lowered without padding (see :func:`hwsim.systolic.conv`). Sparsity support is
+    not modelled.
+
+    **Memory** (``memory=Memory(...)``): SCALE-Sim's double-buffered SRAMs and DRAM interface, in its
+    ``CALC`` (no stalls) or ``USER`` (given bandwidths, stalls) mode; ``result.memory`` holds the DRAM
+    reads and writes, stall cycles, ``Total Cycles (incl. prefetch)``, the start/stop cycles and
+    average bandwidths of SCALE-Sim's ``BANDWIDTH_REPORT.csv`` and ``DETAILED_ACCESS_REPORT.csv``.
+    See :mod:`hwsim.systolic._memory` for the model and how closely it follows SCALE-Sim.
 
     Counts are integers of the model's integer type (int32, or int64 with JAX's 64-bit mode) and
     utilisations floats of the backend's default dtype. SCALE-Sim sums its per-fold ratios in
@@ -137,6 +152,9 @@ def simulate(workload: Layer | Topology, array: SystolicArray, *,
         dataflow: an :class:`AbstractDataflow` instance (default :class:`WeightStationary`, SCALE-Sim's
             default) or SCALE-Sim's name for one: ``"os"``, ``"ws"``, ``"is"``.
         compat: reproduce SCALE-Sim v3's reported numbers, quirks included (see above).
+        memory: a :class:`Memory` (SRAM sizes, DRAM bandwidths) to model the memory system too.
+        ifmap_words: distinct ifmap words per layer, for the DRAM reads of convolutions (see
+            :func:`conv_ifmap_words`, :func:`topology_ifmap_words`); default ``M K``, exact for GEMMs.
 
     Returns:
         A :class:`SimulationResult` whose arrays have shape ``workload.m.shape + array.rows.shape``
@@ -177,4 +195,16 @@ def simulate(workload: Layer | Topology, array: SystolicArray, *,
         c = _counts(*(np.asarray(x, dtype=np.int64) for x in leaves), df, compat)
         check_int32_range({key: c[key] for key in ("cycles", "macs", "ifmap", "filter", "ofmap")})
     names = workload.names if isinstance(workload, Topology) else (workload.name,)
-    return _simulate(m, n, k, rows, cols, df, compat, names)
+    if memory is not None and not isinstance(memory, Memory):
+        raise TypeError(f"`memory` must be a hwsim.systolic.Memory or None, got {type(memory).__name__}")
+    if ifmap_words is not None:
+        if memory is None:
+            raise ValueError("`ifmap_words` is used by the memory model only; pass `memory=Memory(...)` too")
+        ifmap_words = jnp.asarray(ifmap_words)
+        if not jnp.issubdtype(ifmap_words.dtype, jnp.integer):
+            raise TypeError(f"`ifmap_words` must be integers, got dtype {ifmap_words.dtype}")
+        if ifmap_words.shape not in ((), workload.m.shape):
+            raise ValueError(f"`ifmap_words` must have the workload's shape {workload.m.shape}, got "
+                             f"{ifmap_words.shape}")
+        ifmap_words = ifmap_words.astype(m.dtype).reshape(ifmap_words.shape + extra)
+    return _simulate(m, n, k, rows, cols, df, compat, names, memory, ifmap_words)

@@ -13,8 +13,9 @@ of its ``DETAILED_ACCESS_REPORT.csv``, per layer.
 
 SCALE-Sim 3.0.0 does not run on NumPy >= 2.3 as released: ``double_buffered_scratchpad_mem`` ends
 with ``int(max(ofmap_serviced_cycles))``, a ``max`` over 1-element arrays, and NumPy 2.3 made
-``int()`` of a 1-D array an error. :func:`numpy_compat` gives that module a ``max`` that returns the
-element instead; nothing else is touched, and with an older NumPy it changes nothing.
+``int()`` of a 1-D array an error (``read_buffer.prefetch_active_buffer``, used in the ``USER``
+bandwidth mode, has the same ``int(max(...))``). :func:`numpy_compat` gives those two modules a ``max``
+that returns the element instead; nothing else is touched, and with an older NumPy it changes nothing.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ OfmapSramSzkB:   {sram_kb}
 IfmapOffset:    0
 FilterOffset:   10000000
 OfmapOffset:    20000000
-Bandwidth : 10
+Bandwidth : {bandwidth}
 Dataflow : {dataflow}
 MemoryBanks:   1
 ReadRequestBuffer: 512
@@ -57,12 +58,12 @@ WriteRequestBuffer: 512
 
 [layout]
 IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
+IfmapSRAMBankBandwidth: {bandwidth}
+IfmapSRAMBankNum: {banks}
 IfmapSRAMBankPort: 2
 FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
+FilterSRAMBankBandwidth: {bandwidth}
+FilterSRAMBankNum: {banks}
 FilterSRAMBankPort: 2
 
 [sparsity]
@@ -73,7 +74,7 @@ BlockSize : 8
 RandomNumberGeneratorSeed : 40
 
 [run_presets]
-InterfaceBandwidth: CALC
+InterfaceBandwidth: {mode}
 UseRamulatorTrace: False
 """
 
@@ -99,21 +100,24 @@ DATAFLOWS = ["os", "ws", "is"]
 def numpy_compat():
     """Let SCALE-Sim 3.0.0 run on NumPy >= 2.3 (see the module docstring); undone on exit."""
     import scalesim.memory.double_buffered_scratchpad_mem as dbsm
+    import scalesim.memory.read_buffer as rb
 
     def _max(*args, **kwargs):
         r = builtins.max(*args, **kwargs)
         return r.item() if isinstance(r, np.ndarray) and r.size == 1 else r
 
-    had = "max" in vars(dbsm)
-    old = vars(dbsm).get("max")
-    dbsm.max = _max
+    # read_buffer (USER bandwidth mode) has the same int(max(2-D array)) in prefetch_active_buffer
+    saved = [(mod, "max" in vars(mod), vars(mod).get("max")) for mod in (dbsm, rb)]
+    for mod, _, _ in saved:
+        mod.max = _max
     try:
         yield
     finally:
-        if had:
-            dbsm.max = old
-        else:
-            del dbsm.max
+        for mod, had, old in saved:
+            if had:
+                mod.max = old
+            else:
+                del mod.max
 
 
 def _csv_row(path: pathlib.Path) -> list[list[str]]:
@@ -123,14 +127,21 @@ def _csv_row(path: pathlib.Path) -> list[list[str]]:
 
 
 def run_scalesim(rows: list[str], array: tuple[int, int], dataflow: str, *, gemm: bool,
-                 workdir: str | os.PathLike, sram_kb: int = 64) -> list[dict]:
-    """Run SCALE-Sim on topology ``rows`` and return, per layer, its lowering and reported numbers."""
+                 workdir: str | os.PathLike, sram_kb: int = 64, mode: str = "CALC",
+                 bandwidth: int = 10) -> list[dict]:
+    """Run SCALE-Sim on topology ``rows`` and return, per layer, its lowering and reported numbers.
+
+    ``mode`` is the config's ``InterfaceBandwidth`` (``"CALC"`` or ``"USER"``); in ``USER`` mode
+    ``bandwidth`` words/cycle is written to ``Bandwidth`` (the ofmap port) and to the ifmap and filter
+    ``SRAMBankBandwidth`` (which SCALE-Sim uses as their DRAM bandwidths), with one bank each.
+    """
     from scalesim.scale_sim import scalesim
 
     d = pathlib.Path(workdir)
     d.mkdir(parents=True, exist_ok=True)
     (d / "run.cfg").write_text(CONFIG.format(rows=array[0], cols=array[1], dataflow=dataflow,
-                                             sram_kb=sram_kb))
+                                             sram_kb=sram_kb, mode=mode, bandwidth=bandwidth,
+                                             banks=10 if bandwidth % 10 == 0 else 1))
     (d / "topo.csv").write_text("\n".join([GEMM_HEADER if gemm else CONV_HEADER, *rows]) + "\n")
     (d / "layout.csv").write_text("Layer name,\n")  # SCALE-Sim insists on a layout file
     with numpy_compat(), contextlib.redirect_stdout(io.StringIO()):
@@ -139,43 +150,83 @@ def run_scalesim(rows: list[str], array: tuple[int, int], dataflow: str, *, gemm
         mnk = sim.topo.get_transformed_mnk_dimensions()
         sim.run_scale(top_path=str(d))
     compute = _csv_row(d / "ref" / "COMPUTE_REPORT.csv")
+    bw = _csv_row(d / "ref" / "BANDWIDTH_REPORT.csv")
     detail = _csv_row(d / "ref" / "DETAILED_ACCESS_REPORT.csv")
     layers = []
-    for (m, n, k), c, a in zip(mnk, compute, detail):
+    for (m, n, k), c, b, a in zip(mnk, compute, bw, detail):
         layers.append(dict(
             m=int(m) // int(n), n=int(n), k=int(k),  # SCALE-Sim's "M" counts ofmap px x filters
             total_cycles_incl_prefetch=int(c[1]), total_cycles=int(c[2]), stall_cycles=int(c[3]),
             overall_util=float(c[4]), mapping_eff=float(c[5]), compute_util=float(c[6]),
             ifmap_sram_reads=int(a[3]), filter_sram_reads=int(a[6]), ofmap_sram_writes=int(a[9]),
+            ifmap_dram_reads=int(float(a[12])), filter_dram_reads=int(float(a[15])),
+            ofmap_dram_writes=int(float(a[18])),
+            # the whole rows of BANDWIDTH_REPORT.csv and DETAILED_ACCESS_REPORT.csv, LayerID dropped
+            bandwidth_report=[float(x) for x in b[1:]], detailed_access_report=[float(x) for x in a[1:]],
         ))
     return layers
 
 
-def main() -> None:
+# The memory model's grid (CALC bandwidth mode): two layers on the arrays of the acceptance test,
+# with SRAMs that hold every operand (64 kB) and with SRAMs far too small for them (2 kB, so the
+# double buffers stream and re-fetch).
+MEMORY_ARRAYS = [(8, 8), (16, 16), (32, 32), (4, 256), (256, 4), (2, 512)]
+MEMORY_WORKLOADS = {
+    "mem_conv": (["mconv, 16, 16, 3, 3, 8, 16, 1,"], False),
+    "mem_gemm": (["mgemm, 96, 80, 64,"], True),
+}
+MEMORY_SRAM_KB = [64, 2]
+# USER bandwidth mode with a small DRAM bandwidth (words/cycle), so that the array stalls.
+USER_CASES = [
+    # (workload, array, sram_kb, bandwidth)
+    ("mem_gemm", (8, 8), 2, 2), ("mem_gemm", (16, 16), 64, 1), ("mem_conv", (8, 8), 64, 2),
+    ("mem_conv", (32, 32), 2, 4), ("mem_gemm", (4, 256), 2, 10),
+]
+
+
+def main(out_path: str | os.PathLike = REFERENCE) -> None:
     from importlib.metadata import version
 
     import scalesim  # noqa: F401  (fail early with a clear ImportError)
 
     cases = []
     t0 = time.perf_counter()
+
+    def add(tmp, wname, rows, gemm, array, df, **mem):
+        t = time.perf_counter()
+        tag = "_".join(f"{k}{v}" for k, v in mem.items())
+        layers = run_scalesim(rows, array, df, gemm=gemm,
+                              workdir=pathlib.Path(tmp) / f"{wname}_{array[0]}x{array[1]}_{df}_{tag}", **mem)
+        cases.append(dict(workload=wname, gemm=gemm, rows=rows, array=list(array), dataflow=df,
+                          sram_kb=mem.get("sram_kb", 64), mode=mem.get("mode", "CALC"),
+                          bandwidth=mem.get("bandwidth", 10),
+                          seconds=round(time.perf_counter() - t, 3), layers=layers))
+        print(f"{wname} {array} {df} {mem}: {time.perf_counter() - t:.1f} s", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         for wname, (rows, gemm, arrays) in WORKLOADS.items():
             for array in arrays:
                 for df in DATAFLOWS:
-                    t = time.perf_counter()
-                    layers = run_scalesim(rows, array, df, gemm=gemm,
-                                          workdir=pathlib.Path(tmp) / f"{wname}_{array[0]}x{array[1]}_{df}")
-                    cases.append(dict(workload=wname, gemm=gemm, rows=rows, array=list(array), dataflow=df,
-                                      seconds=round(time.perf_counter() - t, 3), layers=layers))
+                    add(tmp, wname, rows, gemm, array, df)
+        for wname, (rows, gemm) in MEMORY_WORKLOADS.items():
+            for sram_kb in MEMORY_SRAM_KB:
+                for array in MEMORY_ARRAYS:
+                    for df in DATAFLOWS:
+                        add(tmp, wname, rows, gemm, array, df, sram_kb=sram_kb)
+        for wname, array, sram_kb, bandwidth in USER_CASES:
+            rows, gemm = MEMORY_WORKLOADS[wname]
+            for df in DATAFLOWS:
+                add(tmp, wname, rows, gemm, array, df, sram_kb=sram_kb, mode="USER", bandwidth=bandwidth)
     out = dict(
         generator="tests/hwsim/make_scalesim_reference.py",
         scalesim_version=version("scalesim"), numpy_version=np.__version__,
-        python=sys.version.split()[0], bandwidth_mode="CALC", sram_kb=64, cases=cases,
+        python=sys.version.split()[0], cases=cases,
     )
-    REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-    REFERENCE.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {len(cases)} cases to {REFERENCE} in {time.perf_counter() - t0:.1f} s")
+    out_path = pathlib.Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {len(cases)} cases to {out_path} in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])
