@@ -18,7 +18,7 @@ import numpy as np
 from symbolic import fuzzy as F
 
 
-def digit_sum(seeds, sizes, steps):
+def digit_sum(seeds, sizes, steps, restarts):
     methods = {
         "plain": F.PlainSum(),
         "exact": F.ExactSum(),
@@ -33,10 +33,12 @@ def digit_sum(seeds, sizes, steps):
                 if name == "ltn_p1to6" and n != max(sizes):
                     continue
                 t = time.perf_counter()
-                r = F.train_digit_sum(data, m, n_pairs=n, key=jax.random.key(seed), seed=seed, steps=steps)
+                r = F.train_digit_sum(data, m, n_pairs=n, key=jax.random.key(seed), seed=seed, steps=steps,
+                                      restarts=restarts)
                 dt = time.perf_counter() - t
                 runs.append(dict(method=name, seed=seed, n_pairs=n, sum_acc=r.sum_accuracy,
-                                 digit_acc=r.digit_accuracy, seconds=dt))
+                                 digit_acc=r.digit_accuracy, seconds=dt,
+                                 restart_losses=r.restart_losses.tolist()))
                 print(f"sum  {name:10s} n={n:5d} seed={seed} sum={r.sum_accuracy:.3f} "
                       f"digit={r.digit_accuracy:.3f} {dt:.1f}s", flush=True)
     return runs
@@ -85,14 +87,16 @@ def main():
     ap.add_argument("--out", default="experiments/out/klue_digits")
     ap.add_argument("--skip-sum", action="store_true")
     ap.add_argument("--skip-concepts", action="store_true")
+    ap.add_argument("--restarts", type=int, default=3,
+                    help="digit-sum: runs per setting, the lowest training loss is kept (all methods)")
     args = ap.parse_args()
     seeds = list(range(2 if args.quick else args.seeds))
     steps = 1500 if args.quick else 3000
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = dict(config=dict(seeds=seeds, steps=steps, devices=str(jax.devices())))
+    result = dict(config=dict(seeds=seeds, steps=steps, restarts=args.restarts, devices=str(jax.devices())))
     if not args.skip_sum:
-        runs = digit_sum(seeds, [300, 1000, 3000], steps)
+        runs = digit_sum(seeds, [300, 1000, 3000], steps, args.restarts)
         result["digit_sum"] = dict(runs=runs, summary=summarise(
             runs, ["sum_acc", "digit_acc", "seconds"], ["method", "n_pairs"]))
         collapsed = {m: float(np.mean([r["digit_acc"] < 0.5 for r in runs if r["method"] == m

@@ -40,7 +40,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from sciml.nn import Linear
 
-from ._ops import and_prod, equiv, implies_reichenbach, not_std
+from ._ops import and_prod, equiv, implies_goguen, implies_reichenbach, not_std
 from ._quantifiers import Labelled, connective, exists, forall, sat_agg
 from ._registry import resolve
 
@@ -311,15 +311,34 @@ def dku_loss(output: DKUOutput, labels: Any, *, mode: str = "softmax") -> Float[
     return jnp.mean(jax.nn.softplus(logits) - t * logits)
 
 
-def concept_classes(dku: DKU) -> Int[Array, " K"]:
-    """The class each concept points to most strongly (argmax of its forward rules), no gradient.
+def concept_classes(dku: DKU, *, min_strength: Any = 0.0) -> Int[Array, " K"]:
+    """The class each concept points to most strongly (argmax of its forward rules), no gradient;
+    ``-1`` for a dead concept, one whose forward rules are all ``<= min_strength``.
+
+    A dead concept (e.g. a row of rules that decayed to 0) points to no class; an argmax over its
+    all-zero row would silently report class 0. :func:`distinctness_axioms` leaves ``-1`` concepts out.
+
+    Args:
+        dku: the DKU.
+        min_strength: the strength a concept's strongest forward rule must exceed, in [0, 1).
 
     Example:
         >>> from symbolic import fuzzy
-        >>> fuzzy.concept_classes(fuzzy.DKU(3, 6, 3, key=jax.random.key(0)))
+        >>> dku = fuzzy.DKU(3, 6, 3, key=jax.random.key(0))
+        >>> fuzzy.concept_classes(dku)
         Array([0, 1, 2, 0, 1, 2], dtype=int32)
+        >>> fuzzy.concept_classes(fuzzy.edit_rules(dku, forward={(4, 1): 0.0}))
+        Array([ 0,  1,  2,  0, -1,  2], dtype=int32)
     """
-    return jnp.argmax(jax.lax.stop_gradient(dku.rules()[0]), axis=1).astype(jnp.int32)
+    if not isinstance(dku, DKU):
+        raise TypeError(f"`dku` must be a symbolic.fuzzy.DKU, got {type(dku).__name__}")
+    if isinstance(min_strength, bool) or not isinstance(min_strength, (int, float)) or not (
+        0 <= min_strength < 1
+    ):
+        raise ValueError(f"got min_strength={min_strength!r}; `min_strength` must be a number in [0, 1)")
+    fwd = jax.lax.stop_gradient(dku.rules()[0])
+    alive = jnp.max(fwd, axis=1) > min_strength
+    return jnp.where(alive, jnp.argmax(fwd, axis=1), -1).astype(jnp.int32)
 
 
 def _multi_hot(labels: Any, num_classes: int, batch: int) -> jax.Array:
@@ -340,36 +359,55 @@ def distinctness_axioms(
     labels: Any,
     concept_class: Int[Array, " K"],
     *,
+    concepts_aug: Float[Array, "B K"] | None = None,
     p_exists: Any = 2.0,
     p_forall: Any = 2.0,
 ) -> dict[str, Float[Array, ""]]:
     r"""Truth values of KLUE's distinctness axioms on a batch, written with :mod:`symbolic.fuzzy`'s
     quantifiers (``forall`` = stable :func:`pmean_error`, ``exists`` = stable :func:`pmean`).
 
+    :math:`k(j)` is ``concept_class[j]`` and :math:`m_k` the number of concepts of class :math:`k`;
+    ":math:`x \in k`" reads :math:`y(x) = k` (a guard on the labelled batch).
+
     * ``exclusive``: :math:`\forall x\, \forall j < l,\ k(j) = k(l):\ \neg(c_j(x) \wedge c_l(x))` (one
       concept of a class per input);
-    * ``faithful``: :math:`\forall x\, \forall j:\ c_j(x) \to [y(x) = k(j)]` (the forward rules hold
+    * ``cover``: :math:`\forall x\, \forall k \ni x:\ S_{j: k(j) = k}\, c_j(x)` (the backward rule
+      :math:`y_k \to \bigvee_j c_j` holds on the labelled data: an input of a class shows one of its
+      concepts);
+    * ``faithful``: :math:`\forall x\, \forall j:\ c_j(x) \to [x \in k(j)]` (the forward rules hold
       on the labelled data: a concept fires only inside its class);
-    * ``used``: :math:`\forall j\, \exists x{:}\,y(x) = k(j):\ c_j(x)` (every concept is shown by some
+    * ``used``: :math:`\forall j\, \exists x \in k(j):\ c_j(x)` (every concept is shown by some
       input of its class; the stable pMean with ``p_exists`` asks for more than one such input when ``p``
       is small);
-    * ``distinct``: :math:`\forall j:\ \neg \forall x{:}\,y(x) = k(j):\
-      (c_j(x) \leftrightarrow p_{k(j)}(x))`, the concept head is decorrelated from its class head
-      inside the class (it must not just copy the class).
+    * ``balanced``: :math:`\forall j:\ \mathrm{Mean}_{x \in k(j)}\, c_j(x) \to 1/m_{k(j)}` with the
+      Goguen implication (the truth of ":math:`u \le t`" is :math:`\min(1, t/u)`): no concept takes more
+      than its share of its class. With ``cover`` and ``exclusive`` this splits every class evenly;
+      without it one concept can take the whole class and copy the class head;
+    * ``distinct``: :math:`\forall j:\ \neg \forall x \in k(j):\ (c_j(x) \leftrightarrow p_{k(j)}(x))`,
+      the concept head is decorrelated from its class head inside the class (it must not just copy the
+      class);
+    * ``consistent`` (only with ``concepts_aug``, the concepts of a second augmented view of the same
+      inputs): :math:`\forall x\, \forall j{:}\ x \in k(j):\ c_j(x) \leftrightarrow c_j(x')`. A concept
+      is a property of the object, not of the view; of all the splits of a class that the other axioms
+      allow, this picks those that do not change under a small translation (on the hidden-pair digits:
+      the digits).
 
-    :math:`k(j)` is ``concept_class[j]`` (e.g. :func:`concept_classes`); a concept whose class has no
-    input in the batch is left out of ``used`` (a guarded quantifier).
+    A concept with ``concept_class[j] == -1`` (dead, see :func:`concept_classes`) is left out of every
+    axiom; a concept whose class has no input in the batch is left out of ``used`` and ``balanced``
+    (guarded quantifiers).
 
     Args:
         concepts: ``(B, K)`` concept truths.
         class_probs: ``(B, C)`` class probabilities (the classifier's head).
         labels: ``(B,)`` int labels or ``(B, C)`` multi-hot targets.
-        concept_class: ``(K,)`` ints in ``[0, C)``.
+        concept_class: ``(K,)`` ints in ``[-1, C)``.
+        concepts_aug: ``(B, K)`` concept truths of another augmentation of the same inputs, or None.
         p_exists: the exponent of the existential pMean.
         p_forall: the exponent of the universal pMean of errors.
 
     Returns:
-        ``{"exclusive": t, "faithful": t, "used": t, "distinct": t}``, scalar truth values.
+        ``{"exclusive": t, "cover": t, "faithful": t, "used": t, "balanced": t, "distinct": t}``, scalar
+        truth values, and ``"consistent"`` when ``concepts_aug`` is given.
 
     Raises:
         ValueError: shapes that do not agree.
@@ -379,7 +417,7 @@ def distinctness_axioms(
         >>> c = jnp.array([[1.0, 0.0], [0.0, 1.0]]); p = jnp.array([[1.0], [1.0]])
         >>> t = fuzzy.distinctness_axioms(c, p, jnp.array([0, 0]), jnp.array([0, 0]))
         >>> {k: round(float(v), 3) for k, v in t.items()}
-        {'exclusive': 1.0, 'faithful': 1.0, 'used': 0.707, 'distinct': 0.707}
+        {'exclusive': 1.0, 'cover': 1.0, 'faithful': 1.0, 'used': 0.707, 'balanced': 1.0, 'distinct': 0.707}
     """
     concepts = jnp.asarray(concepts)
     class_probs = jnp.asarray(class_probs)
@@ -393,38 +431,66 @@ def distinctness_axioms(
     concept_class = jnp.asarray(concept_class)
     if concept_class.shape != (k,):
         raise ValueError(f"`concept_class` must have shape ({k},), got {concept_class.shape}")
+    if concepts_aug is not None and jnp.shape(concepts_aug) != concepts.shape:
+        raise ValueError(
+            f"`concepts_aug` must have the shape of `concepts` {concepts.shape}, got "
+            f"{jnp.shape(concepts_aug)}"
+        )
     member = _multi_hot(labels, c, b)  # (B, C) bool
     class_probs = class_probs.astype(concepts.dtype)
+    alive = concept_class >= 0
+    link = jnp.where(alive, concept_class, 0)
+    of_class = alive[:, None] & (link[:, None] == jnp.arange(c)[None, :])  # (K, C): concept j of class k
+    share = 1 / jnp.maximum(jnp.sum(of_class, axis=0), 1).astype(concepts.dtype)  # 1 / m_k
 
     cj = Labelled(concepts, ("x", "j"))
     cl = Labelled(concepts, ("x", "l"))
     both = connective(and_prod, cj, cl, stable=True)
     # pairs of concepts of different classes are kept apart by `faithful`; counting them here too would
     # dilute the pMean with trivially true terms
-    same = concept_class[:, None] == concept_class[None, :]
+    same = alive[:, None] & alive[None, :] & (link[:, None] == link[None, :])
     pairs = Labelled((jnp.arange(k)[:, None] < jnp.arange(k)[None, :]) & same, ("j", "l"))
     exclusive = forall(["x", "j", "l"], connective(not_std, both), mask=pairs, p=p_forall)
 
-    in_class = Labelled(member[:, concept_class], ("x", "j"))
+    # cover: S_j over the concepts of class k, the t-conorm folded as 1 - prod(1 - c) (probabilistic sum)
+    shown = 1 - jnp.prod(jnp.where(of_class[None, :, :], 1 - concepts[:, :, None], 1), axis=1)  # (B, C)
+    has_concepts = member & jnp.any(of_class, axis=0)[None, :]
+    cover = forall(["x", "k"], Labelled(shown, ("x", "k")), mask=Labelled(has_concepts, ("x", "k")),
+                   p=p_forall)
+
+    member_j = member[:, link] & alive[None, :]  # (B, K): x in k(j)
+    in_class = Labelled(member_j, ("x", "j"))
     some = exists("x", cj, mask=in_class, p=p_exists)
-    has_class = Labelled(jnp.any(member[:, concept_class], axis=0), ("j",))
+    has_class = Labelled(jnp.any(member_j, axis=0), ("j",))
     used = forall("j", some, mask=has_class, p=p_forall)
 
-    # concepts fire only inside their class: forall x, j: c_j(x) -> [y(x) = k(j)]
-    target = Labelled(member[:, concept_class].astype(concepts.dtype), ("x", "j"))
-    faithful = forall(["x", "j"], connective(implies_reichenbach, cj, target, stable=True), p=p_forall)
+    usage = exists("x", cj, mask=in_class, p=1.0, stable=False)  # the share of its class c_j takes
+    at_most = Labelled(implies_goguen(usage.value, share[link]), ("j",))
+    balanced = forall("j", at_most, mask=has_class, p=p_forall)
 
-    own = Labelled(class_probs[:, concept_class], ("x", "j"))
+    # concepts fire only inside their class: forall x, j: c_j(x) -> [y(x) = k(j)]
+    target = Labelled(member_j.astype(concepts.dtype), ("x", "j"))
+    fires = connective(implies_reichenbach, cj, target, stable=True)
+    faithful = forall(["x", "j"], fires, mask=Labelled(alive, ("j",)), p=p_forall)
+
+    own = Labelled(class_probs[:, link], ("x", "j"))
     # guarded by the class: outside it, c_j and p_k(j) are both ~0, and "not equivalent" there would
     # reward a concept for firing on other classes
-    same = forall("x", connective(equiv, cj, own, stable=True), mask=in_class, p=p_forall)
-    distinct = forall("j", connective(not_std, same), p=p_forall)
-    return {
+    copies = forall("x", connective(equiv, cj, own, stable=True), mask=in_class, p=p_forall)
+    distinct = forall("j", connective(not_std, copies), mask=Labelled(alive, ("j",)), p=p_forall)
+    out = {
         "exclusive": exclusive.value,
+        "cover": cover.value,
         "faithful": faithful.value,
         "used": used.value,
+        "balanced": balanced.value,
         "distinct": distinct.value,
     }
+    if concepts_aug is not None:
+        other = Labelled(jnp.asarray(concepts_aug).astype(concepts.dtype), ("x", "j"))
+        agree = connective(equiv, cj, other, stable=True)
+        out["consistent"] = forall(["x", "j"], agree, mask=in_class, p=p_forall).value
+    return out
 
 
 def distinctness_loss(
@@ -433,6 +499,7 @@ def distinctness_loss(
     labels: Any,
     concept_class: Int[Array, " K"],
     *,
+    concepts_aug: Float[Array, "B K"] | None = None,
     p_exists: Any = 2.0,
     p_forall: Any = 2.0,
 ) -> Float[Array, ""]:
@@ -442,10 +509,11 @@ def distinctness_loss(
         >>> from symbolic import fuzzy
         >>> c = jnp.array([[1.0, 0.0], [0.0, 1.0]]); p = jnp.array([[1.0], [1.0]])
         >>> round(float(fuzzy.distinctness_loss(c, p, jnp.array([0, 0]), jnp.array([0, 0]))), 3)
-        0.207
+        0.169
     """
     truths = distinctness_axioms(
-        concepts, class_probs, labels, concept_class, p_exists=p_exists, p_forall=p_forall
+        concepts, class_probs, labels, concept_class, concepts_aug=concepts_aug, p_exists=p_exists,
+        p_forall=p_forall,
     )
     return 1 - sat_agg(list(truths.values()))
 
