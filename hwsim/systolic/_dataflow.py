@@ -16,11 +16,9 @@ import abc
 from typing import Any, ClassVar
 
 import equinox as eqx
-import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Int
 
-from ._workload import _is_concrete, int_dtype
+from ._workload import _dims
 
 
 def cdiv(a, b):
@@ -53,31 +51,12 @@ class SystolicArray(eqx.Module):
     cols: Int[Array, "..."]
 
     def __init__(self, rows, cols):
-        self.rows = _size(rows, "rows")
-        self.cols = _size(cols, "cols")
+        self.rows = _dims(rows, "rows")
+        self.cols = _dims(cols, "cols")
 
     @property
     def pes(self) -> Int[Array, "..."]:
         return self.rows * self.cols
-
-
-def _size(value: Any, name: str) -> Int[Array, "..."]:
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    if isinstance(value, (int, np.integer)):
-        if value < 1:
-            raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-        return jnp.asarray(value, int_dtype())
-    try:
-        arr = jnp.asarray(value)
-    except TypeError as e:
-        raise TypeError(f"`{name}` must be a positive int or an integer array, got "
-                        f"{type(value).__name__}") from e
-    if not jnp.issubdtype(arr.dtype, jnp.integer):
-        raise TypeError(f"`{name}` must be an integer array (PE counts), got dtype {arr.dtype}")
-    if _is_concrete(arr) and arr.size and int(arr.min()) < 1:
-        raise ValueError(f"`{name}` must be >= 1 everywhere, got min {int(arr.min())}")
-    return arr.astype(int_dtype())
 
 
 class AbstractDataflow(eqx.Module):
