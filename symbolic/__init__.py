@@ -5,4 +5,5 @@ connectives, aggregators, quantifiers over named variables, knowledge-base satis
 discovery (``symbolic.discovery``) and KLUE rule learning are still to come.
 """
 
+from . import discovery as discovery
 from . import fuzzy as fuzzy
