@@ -36,15 +36,14 @@ def _read(args):
     from hwsim import systolic
 
     topo_path = pathlib.Path(args.topology)
-    topo = systolic.read_topology(topo_path, gemm=True if args.gemm else None)
-    words = systolic.topology_ifmap_words(topo_path.read_text("utf-8"), gemm=True if args.gemm else None)
-    return topo, words
+    # convolution rows keep their geometry, which the memory model reads (distinct ifmap words, reuse)
+    return systolic.read_topology(topo_path, gemm=True if args.gemm else None)
 
 
-def _run(topo, words, array, dataflow, memory):
+def _run(topo, array, dataflow, memory):
     from hwsim import systolic
 
-    return systolic.simulate(topo, array, dataflow=dataflow, compat=True, memory=memory, ifmap_words=words)
+    return systolic.simulate(topo, array, dataflow=dataflow, compat=True, memory=memory)
 
 
 def report_rows(result) -> tuple[list[list], list[list], list[list]]:
@@ -80,11 +79,11 @@ def _cmd_systolic(args) -> int:
 
     try:
         cfg = systolic.read_config(args.config)
-        topo, words = _read(args)
+        topo = _read(args)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"sciml hwsim systolic: {e}") from None
     t0 = time.perf_counter()
-    result = _run(topo, words, cfg.array, cfg.dataflow, cfg.memory)
+    result = _run(topo, cfg.array, cfg.dataflow, cfg.memory)
     out = pathlib.Path(args.out) / cfg.run_name
     out.mkdir(parents=True, exist_ok=True)
     compute, bandwidth, detail = report_rows(result)
@@ -126,7 +125,7 @@ def _cmd_sweep(args) -> int:
         raise SystemExit(f"sciml hwsim sweep: --sparsity {bad} is not modelled yet; only 'dense' is "
                          "(the sparse model will add N:M ratios)")
     try:
-        topo, words = _read(args)
+        topo = _read(args)
         memory = systolic.read_config(args.config).memory if args.config else systolic.Memory(
             args.sram_kb, args.sram_kb, args.sram_kb)
     except (ValueError, FileNotFoundError) as e:
@@ -136,7 +135,7 @@ def _cmd_sweep(args) -> int:
     lines = [SWEEP_HEADER]
     for df in args.dataflows:
         t0 = time.perf_counter()
-        r = _run(topo, words, arrays, df, memory)  # layers x arrays in one call
+        r = _run(topo, arrays, df, memory)  # layers x arrays in one call
         cycles = np.asarray(r.memory.cycles).sum(0)
         stalls = np.asarray(r.memory.stall_cycles).sum(0)
         incl = np.asarray(r.memory.cycles_incl_prefetch).sum(0)

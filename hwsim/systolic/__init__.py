@@ -1,6 +1,7 @@
 """Systolic-array simulator: an analytic cycle model compatible with SCALE-Sim v3.
 
-Workloads are GEMMs (:func:`gemm`), convolutions lowered to GEMM (:func:`conv`) and networks
+Workloads are GEMMs (:func:`gemm`), convolutions lowered to GEMM (:func:`conv`, which keeps the
+convolution's :class:`ConvGeometry` for the memory model) and networks
 (:class:`Topology`, read from SCALE-Sim's CSV files by :func:`read_topology` or shipped with the
 package, :func:`load_topology`). :func:`simulate` maps them onto a :class:`SystolicArray` with a
 dataflow (:class:`OutputStationary`, :class:`WeightStationary`, :class:`InputStationary`, subclasses
@@ -56,6 +57,7 @@ from ._sparse import layer_traffic as layer_traffic
 from ._sparse import prune_nm as prune_nm
 from ._sparse import sparse_on_dense_matmul as sparse_on_dense_matmul
 from ._workload import TOPOLOGIES as TOPOLOGIES
+from ._workload import ConvGeometry as ConvGeometry
 from ._workload import Layer as Layer
 from ._workload import Topology as Topology
 from ._workload import conv as conv

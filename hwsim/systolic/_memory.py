@@ -8,9 +8,15 @@ It simulates every address; here the same counts come from the fold structure of
   stall, and SCALE-Sim's estimator (``ReadBufferEstimateBw``) fetches an address from DRAM whenever it is
   not among the addresses fetched since the last time its miss counter passed a multiple of
   ``W = 50 floor(words / 100)`` (its active buffer is 50 "sets" of ``floor(words/100)`` words, emptied
-  in one go). With ``U`` an operand's distinct words, a stream that sweeps the operand ``P`` times
-  reads ``U`` words if ``U < W`` and ``P U`` otherwise; a tile re-used by consecutive folds (the filter
-  under output stationary) is followed through the counter fold by fold (a ``lax.while_loop``).
+  in one go). With ``U`` an operand's distinct words, an operand with ``U < W`` is read once (``U``
+  words). A larger ifmap is followed through the window fold by fold (a ``lax.while_loop`` over one
+  column fold's sweep, scaled to all of them): each fold streams a block of the im2col matrix (OS: a
+  range of output pixels, WS: a range of ``K``, IS: a ``K`` range x pixel range block), and its new
+  words are the words of its block that the folds since the last reset have not touched, counted in
+  closed form from the :class:`ConvGeometry` (the union of the blocks' convolution windows; exact for
+  stride 1, approximate for strided windows and IS blocks). GEMMs are convolutions without overlapping
+  windows, for which this reduces to the sweep count. A tile re-used by consecutive folds (the filter
+  under output stationary) is followed through the counter fold by fold.
 * **USER bandwidth mode** (:class:`Memory` with bandwidths): the read buffers hold the operand's
   prefetch order cut into 100 sets per SRAM; a miss slides the active window forward by the prefetch
   half, and each slide reads ``ceil(prefetch words / bw) * bw`` words (padding included) and takes that
@@ -21,16 +27,32 @@ It simulates every address; here the same counts come from the fold structure of
 
 Measured against SCALE-Sim 3.0.0 (the ``mem_*`` cases of ``tests/data/scalesim_v3_reference.json``:
 a 16x16x8 3x3 convolution and a 96x80x64 GEMM on 8x8, 16x16, 32x32, 4x256, 256x4, 2x512 arrays, all
-three dataflows, 64 kB and 2 kB SRAMs, and 15 USER-mode runs with 1-10 words/cycle):
+three dataflows, 64 kB and 2 kB SRAMs, and 15 USER-mode runs with 1-10 words/cycle; and ResNet-18 on a
+32x32 array with 64 kB SRAMs, ``benchmarks/bench_systolic.py``):
 
 * CALC mode: filter DRAM reads, ofmap DRAM writes, total cycles (no stalls) and the SRAM start/stop
   cycles are exact on all 72 runs; ifmap DRAM reads are exact on every GEMM and on every convolution
-  whose ifmap fits the SRAM. **Not yet faithful**: convolutions whose ifmap does not fit (2 kB runs),
-  where SCALE-Sim's reuse of the overlapping im2col windows depends on reuse distances this model does
-  not follow: it reports the distinct words per sweep and is 12% (32x32 os) to 7x (8x8 ws) low.
-  ``Total Cycles (incl. prefetch)`` and the DRAM start/stop cycles are approximations of the drain
-  tail and of when the estimator's last window reset happens (within 2% on GEMMs, up to 13% off on
-  convolutions; the ifmap/filter DRAM stop cycle of runs that reset is only a linear interpolation).
+  whose ifmap fits the SRAM. Convolutions whose ifmap does not fit (SCALE-Sim re-uses overlapping
+  windows only while they are in its window), relative error of the ifmap DRAM reads:
+
+  ==========================  ===============  ===============  ===============
+  case                        OS               WS               IS
+  ==========================  ===============  ===============  ===============
+  3x3 conv, 2 kB, 6 arrays    -3.8% .. +11.7%  -4.7% .. +2.2%   -8.3% .. +18.7%
+  ResNet-18, 32x32, 64 kB     -14% .. +2.7%    |err| <= 30%     |err| <= 84%
+  (same, whole network)       -7.6%            +1.4%            +6.5%
+  3x3 conv, 2 kB, before      -12% .. -23%     up to 7x low     up to 7x low
+  ==========================  ===============  ===============  ===============
+
+  (the ResNet-18 rows are per layer, then summed over the network; ``python -m benchmarks systolic``.)
+
+  The largest errors: OS on small arrays (the estimator's reset falls inside a fold and the model
+  treats the rest of the fold as kept), 3x3 convolutions in ResNet-18's stride-2 and 28x28/14x14
+  layers under OS (10-14% low), and IS blocks narrower than a column fold (their words are a share of
+  the ``K`` range's words). ``Total Cycles (incl. prefetch)`` and the DRAM start/stop cycles are
+  approximations of the drain tail and of when the estimator's last window reset happens (within 2%
+  on GEMMs, up to 13% off on convolutions; the ifmap/filter DRAM stop cycle of runs that reset is only
+  a linear interpolation).
 * USER mode: the pinned operand's DRAM reads (filter under WS, ifmap under IS) are exact but on the
   4x256 IS run (25% low); ofmap DRAM writes within 0.2%; runs whose operands fit report SCALE-Sim's
   reads and no stalls. **Not yet faithful**: the streamed operands when they do not fit (up to 20x
@@ -53,7 +75,7 @@ from jaxtyping import Array, Float, Int
 from sciml import backend
 
 from ._dataflow import AbstractDataflow, InputStationary, OutputStationary, WeightStationary, cdiv
-from ._workload import int_dtype
+from ._workload import ConvGeometry, int_dtype
 
 
 def _leaf(value: Any, name: str, *, minimum: int = 1) -> Int[Array, "..."]:
@@ -215,11 +237,166 @@ def _sram_windows(dataflow: AbstractDataflow, R, C, t, r0, c0, r_last, c_last, f
 
 
 # --------------------------------------------------------------------------------------------------
+# Distinct input words of parts of a convolution's im2col matrix (CALC-mode window reuse)
+# --------------------------------------------------------------------------------------------------
+#
+# The ifmap a fold streams is a block of the im2col matrix: OS folds take a range of output pixels
+# (all of K), WS folds a range of K = (filter row, filter col, channel), channel fastest (all pixels).
+# Both touch input words on a 2D grid through "first partial row, full rows, last partial row" of an
+# index range; the union of their windows is counted with the measures below (exact for stride 1).
+
+
+def _cover(a, b, s, filt, size):
+    """Input coordinates the windows of outputs ``a..b`` touch (filter ``filt``, stride ``s``)."""
+    return jnp.where(s <= filt, jnp.minimum(size, b * s + filt) - a * s,
+                     (b - a) * filt + jnp.maximum(0, jnp.minimum(filt, size - b * s)))
+
+
+def _spread(a, b, s, out, size):
+    """Input coordinates filter offsets ``a..b`` touch over ``out`` outputs at stride ``s``."""
+    n = b - a + 1
+    return jnp.where(n >= s, jnp.minimum(size, b + s * (out - 1) + 1) - a,
+                     n * jnp.minimum(out, cdiv(jnp.maximum(size - b, 0), s)))
+
+
+def _union2d(r0, c0, r1, c1, ncols, my, mx):
+    """Distinct cells of the union over index cells (r0, c0..ncols-1), rows r0+1..r1-1 (all columns),
+    (r1, 0..c1) (or (r0, c0..c1) when r0 == r1), each row index covering ``my`` input rows and each
+    column index ``mx`` input columns."""
+    xf = mx(0, ncols - 1)
+    x_first, x_last = mx(c0, ncols - 1), mx(0, c1)
+    x_both = jnp.minimum(x_first + x_last, xf)
+    single = my(r0, r0) * mx(c0, jnp.maximum(c1, c0))
+    y0, y1, y01 = my(r0, r0), my(r1, r1), my(r0, r1)
+    both = y0 + y1 - y01
+    two = (y0 - both) * x_first + (y1 - both) * x_last + both * x_both
+    lo, hi = r0 + 1, jnp.maximum(r1 - 1, r0 + 1)
+    yfull = my(lo, hi)
+    many = yfull * xf + (my(r0, hi) - yfull) * x_first + (my(lo, r1) - yfull) * x_last
+    return jnp.where(r1 == r0, single, jnp.where(r1 == r0 + 1, two, many))
+
+
+def _os_words(g, p0, p1):
+    """Distinct input words of output pixels ``p0..p1 - 1`` (all of K)."""
+    last = p1 - 1
+    wo = g["wo"]
+    my = lambda a, b: _cover(a, b, g["sh"], g["fh"], g["h"])  # noqa: E731
+    mx = lambda a, b: _cover(a, b, g["sw"], g["fw"], g["w"])  # noqa: E731
+    return _union2d(p0 // wo, p0 % wo, last // wo, last % wo, wo, my, mx) * g["c"]
+
+
+def _ws_words(g, k0, k1):
+    """Distinct input words of im2col columns ``k0..k1 - 1`` (all output pixels)."""
+    ch, fw = g["c"], g["fw"]
+    q0, r0 = k0 // ch, k0 % ch
+    q1, r1 = k1 // ch, k1 % ch
+    my = lambda a, b: _spread(a, b, g["sh"], g["ho"], g["h"])  # noqa: E731
+    mx = lambda a, b: _spread(a, b, g["sw"], g["wo"], g["w"])  # noqa: E731
+
+    def positions(ps, pe):  # filter positions ps..pe (row-major), one channel
+        ps_c, pe_c = jnp.maximum(ps, 0), jnp.maximum(pe, ps)
+        u = _union2d(ps_c // fw, ps_c % fw, pe_c // fw, pe_c % fw, fw, my, mx)
+        return jnp.where(pe >= ps, u, 0)
+
+    lo, hi = jnp.minimum(r0, r1), jnp.maximum(r0, r1)
+    mid = jnp.where(r0 <= r1, positions(q0, q1), positions(q0 + 1, q1 - 1))
+    return lo * positions(q0 + 1, q1) + (hi - lo) * mid + (ch - hi) * positions(q0, q1 - 1)
+
+
+# --------------------------------------------------------------------------------------------------
 # The model for one layer on one array (vmapped over the batch)
 # --------------------------------------------------------------------------------------------------
 
 
-def _one(m, n, k, rows, cols, uif, sram_kb, word, bws, dataflow: AbstractDataflow, user: bool):
+def _ifmap_walk(dataflow: AbstractDataflow, g, R, C, rf, folds, w):
+    """CALC-mode DRAM reads of an ifmap that does not fit: the estimator's tumbling window of ``w``
+    words followed fold by fold.
+
+    A fold's new words are those of its im2col block that the folds since the window's last reset have
+    not touched (a closed-form union of the blocks' convolution windows). After a reset the next fold
+    pays all its words (a fold streams its block pixel by pixel, so the words it left in the window
+    are not the ones the next fold starts with), and a reset inside a fold costs the words
+    the fold re-uses from the output rows just before it (``extra``: the first output row's words
+    less the steady per-row increment), which the emptied window has lost; counted only for folds
+    whose new words alone exceed the window.
+    """
+    dt = int_dtype()
+    zero = jnp.zeros((), dt)
+    m, k, wo = g["m"], g["k"], g["wo"]
+
+    def os_words(p0, p1):
+        return _os_words(g, p0, jnp.minimum(p1, m))
+
+    def ws_words(k0, k1, rows=None):
+        h = g if rows is None else dict(g, ho=jnp.minimum(rows, g["ho"]))
+        return _ws_words(h, k0, jnp.minimum(k1, k))
+
+    os_extra = 2 * os_words(0, wo) - os_words(0, 2 * wo)
+    ws_extra = 2 * ws_words(0, R, 1) - ws_words(0, R, 2)
+    if isinstance(dataflow, OutputStationary):  # row folds: ranges of output pixels, all of K
+        def words(a, b, fc):
+            return os_words(a * R, b * R)
+        extra, sweep = os_extra, rf
+    elif isinstance(dataflow, WeightStationary):  # row folds: ranges of K, all output pixels
+        def words(a, b, fc):
+            return ws_words(a * R, b * R)
+        extra, sweep = ws_extra, rf
+    else:
+        # input stationary: fold (fr, fc) pins the block (K range fr, pixel range fc), fc-major. With
+        # one row fold the blocks are consecutive pixel ranges (as OS row folds); else a block's words
+        # are its K range's words over all pixels scaled to its share of the pixels.
+        def words(a, b, fc):
+            used = jnp.minimum(C, m - fc * C)
+            share = used.astype(jnp.float32) / m.astype(jnp.float32)  # float: no int32 overflow
+            block = jnp.ceil(ws_words(a * R, b * R).astype(jnp.float32) * share).astype(dt)
+            return jnp.where(rf == 1, os_words(a * C, b * C), block)
+        extra = jnp.where(rf == 1, os_extra, ws_extra)
+        sweep = jnp.where(rf == 1, folds, rf)
+    extra = jnp.maximum(extra, 0)
+
+    # After a reset inside fold f, the next fold pays all its words. A pixel-major stream (WS, IS
+    # blocks) then starts the window afresh; OS's diagonal stream keeps fold f as the window's first
+    # fold, so later folds still re-use it (measured: closer to SCALE-Sim than an empty window or a
+    # window that kept fold f's share).
+    keep = isinstance(dataflow, OutputStationary)
+
+    def body(state):
+        i, a, c, total, prev, fresh, alone = state
+        pos = i % sweep
+        unit = jnp.where(rf == 1, i, pos) if isinstance(dataflow, InputStationary) else pos
+        first = pos == 0
+        a = jnp.where(first, unit, a)
+        prev = jnp.where(first, 0, prev)
+        own = words(unit, unit + 1, i // rf)
+        cur = words(a, unit + 1, i // rf)
+        new = jnp.where(fresh > 0, own, cur - prev)
+        c2 = c + new
+        resets = c2 // w
+        refetch = jnp.where(new >= w, resets * extra, 0)  # only a fold larger than the window
+        reset = resets > 0
+        if keep:
+            a2, prev2, fresh2 = jnp.where(reset, unit, a), jnp.where(reset, own, cur), reset.astype(dt)
+        else:
+            a2, prev2, fresh2 = jnp.where(reset, unit + 1, a), jnp.where(reset, 0, cur), zero
+        return i + 1, a2, (c2 + refetch) % w, total + new + refetch, prev2, fresh2, alone + own
+
+    # the sweeps of the column folds repeat one another: walk one and scale (IS: one column fold of
+    # full width, scaled to all the pixels)
+    state = lax.while_loop(lambda st: st[0] < sweep, body, (zero,) * 7)
+    total, alone = state[3], state[6]
+    if isinstance(dataflow, InputStationary):
+        # a sweep smaller than the window is cut by the resets of the sweeps around it: each reset
+        # re-reads the sweep's re-used words (at most the sweep), one reset per w words read
+        f = total.astype(jnp.float32)
+        lost = jnp.minimum(total, alone - total).astype(jnp.float32)
+        f = jnp.where(total < w, f / (1.0 - lost / w.astype(jnp.float32)), f)
+        scaled = (f * m.astype(jnp.float32) / jnp.minimum(C, m).astype(jnp.float32)).astype(dt)
+        return jnp.where(rf == 1, total, scaled)
+    return total * (folds // rf)
+
+
+def _one(m, n, k, rows, cols, uif, gh, gw, gfh, gfw, gc, gsh, gsw, gho, gwo, sram_kb, word, bws,
+         dataflow: AbstractDataflow, user: bool):
     """All memory counts for one (layer, array) pair; scalars in, dict of scalars out."""
     dt = int_dtype()
     R, C = rows, cols
@@ -238,13 +415,16 @@ def _one(m, n, k, rows, cols, uif, sram_kb, word, bws, dataflow: AbstractDataflo
         return dict(R=R, C=C, sr=sr, sc=sc, t=t, m=m, n=n, k=k, fr=fr, fc=fc, r=r, c=c)
 
     zero = jnp.zeros((), dt)
+    cgeo = dict(h=gh, w=gw, fh=gfh, fw=gfw, c=gc, sh=gsh, sw=gsw, ho=gho, wo=gwo, m=m, k=k)
     if not user:
         # --- CALC: the estimator's tumbling window of W words -----------------------------------
         W = jnp.maximum(50 * (words[:2] // 100), 1)
         reads = []
         for op, kind in enumerate((kind_i, kind_f)):
             u, w = unique[op], W[op]
-            if kind == "cyclic":
+            if op == 0 and kind in ("cyclic", "single"):
+                reads.append(jnp.where(u < w, u, _ifmap_walk(dataflow, cgeo, R, C, rf, folds, w)))
+            elif kind == "cyclic":
                 reads.append(jnp.where(u < w, u, cf * u))
             elif kind == "single":
                 reads.append(u)
@@ -365,7 +545,7 @@ def _one(m, n, k, rows, cols, uif, sram_kb, word, bws, dataflow: AbstractDataflo
 
 
 def memory_model(m, n, k, rows, cols, ifmap_words, memory: Memory, dataflow: AbstractDataflow,
-                 sram_accesses, compute_cycles) -> MemoryResult:
+                 sram_accesses, compute_cycles, *, geometry: ConvGeometry | None = None) -> MemoryResult:
     """The memory counts of a batch of layers on a batch of arrays (arrays broadcast together).
 
     Args:
@@ -377,6 +557,8 @@ def memory_model(m, n, k, rows, cols, ifmap_words, memory: Memory, dataflow: Abs
         sram_accesses: ``(ifmap reads, filter reads, ofmap writes)`` of the SRAMs (for the average
             SRAM bandwidths).
         compute_cycles: the stall-free cycles the result reports (stalls are added to them).
+        geometry: the layers' :class:`ConvGeometry` (broadcastable with ``m``), for the re-use of
+            overlapping convolution windows; ``None``: GEMMs.
 
     Returns:
         A :class:`MemoryResult`.
@@ -386,9 +568,16 @@ def memory_model(m, n, k, rows, cols, ifmap_words, memory: Memory, dataflow: Abs
     sram_kb = jnp.stack([memory.ifmap_sram_kb, memory.filter_sram_kb, memory.ofmap_sram_kb])
     bws = (jnp.stack([memory.ifmap_bandwidth, memory.filter_bandwidth, memory.ofmap_bandwidth]) if user
            else jnp.ones(3, dt))
-    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in (m, n, k, rows, cols, ifmap_words)))
-    flat = [jnp.broadcast_to(jnp.asarray(x, dt), shape).reshape(-1) for x in (m, n, k, rows, cols,
-                                                                                ifmap_words)]
+    if geometry is None:  # SCALE-Sim's GEMM input: an M x K ifmap under a 1 x K filter
+        one = jnp.ones_like(m)
+        geo = (m, k, one, k, one, one, one, m, one)
+    else:
+        geo = (geometry.ifmap_height, geometry.ifmap_width, geometry.filter_height, geometry.filter_width,
+               geometry.channels, geometry.stride_h, geometry.stride_w, geometry.ofmap_height,
+               geometry.ofmap_width)
+    args = (m, n, k, rows, cols, ifmap_words, *geo)
+    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in args))
+    flat = [jnp.broadcast_to(jnp.asarray(x, dt), shape).reshape(-1) for x in args]
     fn = lambda *a: _one(*a, sram_kb, memory.word_bytes, bws, dataflow, user)  # noqa: E731
     out = jax.vmap(fn)(*flat)
     out = {key: v.reshape(shape + v.shape[1:]) for key, v in out.items()}
@@ -416,6 +605,18 @@ def _touched(size: int, filt: int, stride: int, out: int) -> int:
     if stride <= filt:
         return min(size, (out - 1) * stride + filt)
     return (out - 1) * filt + min(filt, size - (out - 1) * stride)
+
+
+def _touched_jnp(size, filt, stride, out):
+    return jnp.where(stride <= filt, jnp.minimum(size, (out - 1) * stride + filt),
+                     (out - 1) * filt + jnp.minimum(filt, size - (out - 1) * stride))
+
+
+def geometry_ifmap_words(g: ConvGeometry) -> Int[Array, "..."]:
+    """Distinct ifmap words of the convolutions of a :class:`ConvGeometry` (traceable; see
+    :func:`conv_ifmap_words`)."""
+    return (_touched_jnp(g.ifmap_height, g.filter_height, g.stride_h, g.ofmap_height)
+            * _touched_jnp(g.ifmap_width, g.filter_width, g.stride_w, g.ofmap_width) * g.channels)
 
 
 def conv_ifmap_words(ifmap_height: int, ifmap_width: int, filter_height: int, filter_width: int,

@@ -9,6 +9,7 @@ whole network times a sweep of array shapes is one broadcast expression instead 
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
@@ -16,8 +17,8 @@ from jaxtyping import Array, Float, Int
 from sciml import backend
 
 from ._dataflow import AbstractDataflow, SystolicArray, WeightStationary, as_dataflow, cdiv
-from ._memory import Memory, MemoryResult, memory_model
-from ._workload import Layer, Topology, _is_concrete, check_int32_range
+from ._memory import Memory, MemoryResult, geometry_ifmap_words, memory_model
+from ._workload import ConvGeometry, Layer, Topology, _is_concrete, check_int32_range
 
 
 class SimulationResult(eqx.Module):
@@ -71,7 +72,7 @@ def _counts(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool):
 
 @eqx.filter_jit
 def _simulate(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool, names: tuple[str, ...],
-              memory: Memory | None = None, ifmap_words=None):
+              memory: Memory | None = None, ifmap_words=None, geometry: ConvGeometry | None = None):
     c = _counts(m, n, k, rows, cols, dataflow, compat)
     fdt = backend.default_dtype()
     pes = (rows * cols).astype(fdt)
@@ -84,9 +85,14 @@ def _simulate(m, n, k, rows, cols, dataflow: AbstractDataflow, compat: bool, nam
     full = lambda x: jnp.broadcast_to(x, shape)  # noqa: E731
     mem = None
     if memory is not None:
-        words = m * k if ifmap_words is None else ifmap_words
+        if ifmap_words is not None:
+            words = ifmap_words
+        elif geometry is not None:
+            words = geometry_ifmap_words(geometry)
+        else:
+            words = m * k
         mem = memory_model(m, n, k, rows, cols, words, memory, dataflow,
-                           (c["ifmap"], c["filter"], c["ofmap"]), c["cycles"])
+                           (c["ifmap"], c["filter"], c["ofmap"]), c["cycles"], geometry=geometry)
     return SimulationResult(
         cycles=full(c["cycles"]), overall_utilization=full(overall), mapping_efficiency=full(mapping),
         compute_utilization=full(compute), ifmap_reads=full(c["ifmap"]), filter_reads=full(c["filter"]),
@@ -153,8 +159,9 @@ def simulate(workload: Layer | Topology, array: SystolicArray, *,
             default) or SCALE-Sim's name for one: ``"os"``, ``"ws"``, ``"is"``.
         compat: reproduce SCALE-Sim v3's reported numbers, quirks included (see above).
         memory: a :class:`Memory` (SRAM sizes, DRAM bandwidths) to model the memory system too.
-        ifmap_words: distinct ifmap words per layer, for the DRAM reads of convolutions (see
-            :func:`conv_ifmap_words`, :func:`topology_ifmap_words`); default ``M K``, exact for GEMMs.
+        ifmap_words: an override of the distinct ifmap words per layer the memory model uses (see
+            :func:`conv_ifmap_words`); by default they come from the layers' :class:`ConvGeometry`
+            (convolutions) or are ``M K`` (GEMMs), which is what SCALE-Sim reads.
 
     Returns:
         A :class:`SimulationResult` whose arrays have shape ``workload.m.shape + array.rows.shape``
@@ -207,4 +214,7 @@ def simulate(workload: Layer | Topology, array: SystolicArray, *,
             raise ValueError(f"`ifmap_words` must have the workload's shape {workload.m.shape}, got "
                              f"{ifmap_words.shape}")
         ifmap_words = ifmap_words.astype(m.dtype).reshape(ifmap_words.shape + extra)
-    return _simulate(m, n, k, rows, cols, df, compat, names, memory, ifmap_words)
+    geometry = workload.geometry if memory is not None else None
+    if geometry is not None:
+        geometry = jax.tree.map(lambda x: x.reshape(x.shape + extra), geometry)
+    return _simulate(m, n, k, rows, cols, df, compat, names, memory, ifmap_words, geometry)

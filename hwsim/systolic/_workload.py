@@ -87,6 +87,42 @@ def _dims(value: Any, name: str) -> Int[Array, "..."]:
     return arr.astype(int_dtype())
 
 
+class ConvGeometry(eqx.Module):
+    """The convolution a :class:`Layer` was lowered from (``layer.geometry``; ``None`` for a GEMM).
+
+    The memory model reads it to count the distinct input words the overlapping windows of the im2col
+    matrix touch and how far apart their re-uses are (SCALE-Sim lowers without padding, and its
+    ceil-mode last window reads past the input: those words are not fetched).
+
+    Attributes:
+        ifmap_height, ifmap_width: input size ``H, W``.
+        filter_height, filter_width: filter size ``R, S``.
+        channels: input channels ``C``.
+        stride_h, stride_w: strides.
+        ofmap_height, ofmap_width: output size (``ofmap_height * ofmap_width = M``).
+    """
+
+    ifmap_height: Int[Array, "..."]
+    ifmap_width: Int[Array, "..."]
+    filter_height: Int[Array, "..."]
+    filter_width: Int[Array, "..."]
+    channels: Int[Array, "..."]
+    stride_h: Int[Array, "..."]
+    stride_w: Int[Array, "..."]
+    ofmap_height: Int[Array, "..."]
+    ofmap_width: Int[Array, "..."]
+
+    @classmethod
+    def _of_ints(cls, *values: int) -> ConvGeometry:
+        return cls(*(jnp.asarray(v, int_dtype()) for v in values))
+
+    @classmethod
+    def _of_gemm(cls, m: Int[Array, ""], k: Int[Array, ""]) -> ConvGeometry:
+        # SCALE-Sim's GEMM input: an M x K ifmap, one channel, a 1 x K filter (no window overlaps)
+        one = jnp.ones_like(m)
+        return cls(m, k, one, k, one, one, one, m, one)
+
+
 class Layer(eqx.Module):
     """One GEMM ``ofmap[M, N] = ifmap[M, K] @ filter[K, N]``; build with :func:`gemm` or :func:`conv`.
 
@@ -98,6 +134,8 @@ class Layer(eqx.Module):
         sparsity: the N:M ratio of the topology file's optional sparsity column, ``(1, 1)`` for dense.
             SCALE-Sim uses it only when sparsity support is switched on in its config; the dense
             model here records it and ignores it.
+        geometry: the :class:`ConvGeometry` of a layer built by :func:`conv` (or a convolution row of a
+            topology file), ``None`` for a GEMM.
     """
 
     m: Int[Array, "..."]
@@ -105,6 +143,7 @@ class Layer(eqx.Module):
     k: Int[Array, "..."]
     name: str = eqx.field(default="layer", static=True)
     sparsity: tuple[int, int] = eqx.field(default=(1, 1), static=True)
+    geometry: ConvGeometry | None = None
 
     @property
     def macs(self) -> Int[Array, "..."]:
@@ -170,7 +209,7 @@ def conv(ifmap_height: int, ifmap_width: int, filter_height: int, filter_width: 
         ceil_mode: round the output size up as SCALE-Sim does (default), or down as a convolution does.
 
     Returns:
-        A :class:`Layer` with the lowered ``(M, N, K)``.
+        A :class:`Layer` with the lowered ``(M, N, K)`` and the convolution's :class:`ConvGeometry`.
 
     Raises:
         ValueError: a non-positive size (named), or a filter larger than the ifmap.
@@ -203,9 +242,11 @@ def conv(ifmap_height: int, ifmap_width: int, filter_height: int, filter_width: 
                          "pad, so pass the padded ifmap size (W + 2 * padding)")
     if not isinstance(ceil_mode, bool):
         raise ValueError(f"`ceil_mode` must be True or False, got {ceil_mode!r}")
-    m = (conv_output_size(h, r, sh, ceil_mode=ceil_mode)
-         * conv_output_size(w, s, sw, ceil_mode=ceil_mode))
-    return gemm(m, n, r * s * c, name=name, sparsity=sparsity)
+    ho = conv_output_size(h, r, sh, ceil_mode=ceil_mode)
+    wo = conv_output_size(w, s, sw, ceil_mode=ceil_mode)
+    layer = gemm(ho * wo, n, r * s * c, name=name, sparsity=sparsity)
+    return Layer(m=layer.m, n=layer.n, k=layer.k, name=layer.name, sparsity=layer.sparsity,
+                 geometry=ConvGeometry._of_ints(h, w, r, s, c, sh, sw, ho, wo))
 
 
 class Topology(eqx.Module):
@@ -220,6 +261,10 @@ class Topology(eqx.Module):
         names: the layers' names.
         sparsity: the layers' N:M ratios.
         name: the network's name.
+        geometry: the layers' :class:`ConvGeometry` stacked (shape ``(layers,)`` each), ``None`` when
+            no layer is a convolution; GEMM layers among convolutions hold SCALE-Sim's GEMM input (an
+            ``M x K`` ifmap with a ``1 x K`` filter), which lowers to the same ``M, N, K``.
+        is_conv: per layer, whether it came from a convolution (its ``geometry`` when indexed).
     """
 
     m: Int[Array, " layers"]
@@ -228,6 +273,8 @@ class Topology(eqx.Module):
     names: tuple[str, ...] = eqx.field(static=True)
     sparsity: tuple[tuple[int, int], ...] = eqx.field(static=True)
     name: str = eqx.field(static=True)
+    geometry: ConvGeometry | None
+    is_conv: tuple[bool, ...] = eqx.field(static=True)
 
     def __init__(self, layers: Sequence[Layer], *, name: str = "topology"):
         layers = list(layers)
@@ -242,13 +289,22 @@ class Topology(eqx.Module):
         self.names = tuple(x.name for x in layers)
         self.sparsity = tuple(x.sparsity for x in layers)
         self.name = str(name)
+        self.is_conv = tuple(x.geometry is not None for x in layers)
+        if any(self.is_conv):
+            geoms = [x.geometry if x.geometry is not None else ConvGeometry._of_gemm(x.m, x.k)
+                     for x in layers]
+            self.geometry = jax.tree.map(lambda *v: jnp.stack(v), *geoms)
+        else:
+            self.geometry = None
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getitem__(self, i: int) -> Layer:
+        geometry = (jax.tree.map(lambda v: v[i], self.geometry)
+                    if self.geometry is not None and self.is_conv[i] else None)
         return Layer(m=self.m[i], n=self.n[i], k=self.k[i], name=self.names[i],
-                     sparsity=self.sparsity[i])
+                     sparsity=self.sparsity[i], geometry=geometry)
 
     @property
     def layers(self) -> list[Layer]:
@@ -431,5 +487,5 @@ def check_int32_range(values: dict[str, Any]) -> None:
             )
 
 
-__all__ = ["TOPOLOGIES", "Layer", "Topology", "conv", "conv_output_size", "gemm", "load_topology",
-           "parse_topology", "read_topology"]
+__all__ = ["TOPOLOGIES", "ConvGeometry", "Layer", "Topology", "conv", "conv_output_size", "gemm",
+           "load_topology", "parse_topology", "read_topology"]

@@ -25,18 +25,24 @@ def _run(case):
     bw = case["bandwidth"]
     user = dict(ifmap_bandwidth=bw, filter_bandwidth=bw, ofmap_bandwidth=bw) if case["mode"] == "USER" else {}
     mem = systolic.Memory(case["sram_kb"], case["sram_kb"], case["sram_kb"], **user)
+    # the convolutions' geometry travels with the topology: no `ifmap_words` needed
     return systolic.simulate(systolic.parse_topology(text), systolic.SystolicArray(*case["array"]),
-                             dataflow=case["dataflow"], compat=True, memory=mem,
-                             ifmap_words=systolic.topology_ifmap_words(text)).memory
+                             dataflow=case["dataflow"], compat=True, memory=mem).memory
 
 
 def _got(mem, key):
     return int(np.asarray(getattr(mem, key))[0])
 
 
+# CALC-mode ifmap DRAM reads of the convolution whose ifmap does not fit (2 kB): the window-reuse model's
+# largest measured relative error per dataflow (see the table in hwsim/systolic/_memory.py)
+CONV_IFMAP_RTOL = {"os": 0.12, "ws": 0.05, "is": 0.19}
+
+
 def test_calc_mode_matches_scalesim():
     """CALC mode: filter reads and ofmap writes exact on every case; ifmap reads exact for GEMMs and for
-    convolutions whose ifmap fits the SRAM; no stalls; the SRAM windows of the detailed report exact."""
+    convolutions whose ifmap fits the SRAM, within the measured bounds for those that do not; no stalls;
+    the SRAM windows of the detailed report exact."""
     cases = [c for c in MEM_CASES if c["mode"] == "CALC"]
     assert len(cases) == 72
     for case in cases:
@@ -48,6 +54,9 @@ def test_calc_mode_matches_scalesim():
         assert _got(mem, "cycles") == ref["total_cycles"], what
         if case["gemm"] or case["sram_kb"] == 64:
             assert _got(mem, "ifmap_dram_reads") == ref["ifmap_dram_reads"], what
+        else:
+            np.testing.assert_allclose(_got(mem, "ifmap_dram_reads"), ref["ifmap_dram_reads"],
+                                       rtol=CONV_IFMAP_RTOL[case["dataflow"]], err_msg=str(what))
         detail = ref["detailed_access_report"]
         got = np.stack([np.asarray(mem.sram_start[0]), np.asarray(mem.sram_stop[0])], -1)
         assert got.tolist() == [[detail[0], detail[1]], [detail[3], detail[4]], [detail[6], detail[7]]], what

@@ -417,3 +417,24 @@ def test_topology_indexing_and_results_are_pytrees():
 
 def test_reference_file_is_where_the_generator_writes():
     assert REFERENCE == pathlib.Path(__file__).resolve().parents[1] / "data" / "scalesim_v3_reference.json"
+
+
+def test_conv_geometry_travels_with_layers():
+    """conv() records its geometry; GEMMs have none; a topology stacks it and indexing gives it back."""
+    layer = systolic.conv(13, 11, 3, 2, 3, 5, 2)
+    g = layer.geometry
+    got = [int(x) for x in (g.ifmap_height, g.ifmap_width, g.filter_height, g.filter_width, g.channels,
+                            g.stride_h, g.stride_w, g.ofmap_height, g.ofmap_width)]
+    assert got == [13, 11, 3, 2, 3, 2, 2, 6, 6] and int(layer.m) == 36
+    assert systolic.gemm(4, 5, 6).geometry is None
+    topo = systolic.Topology([systolic.gemm(4, 5, 6), layer])
+    assert topo.is_conv == (False, True)
+    assert topo[0].geometry is None and int(topo[1].geometry.channels) == 3
+    assert systolic.Topology([systolic.gemm(4, 5, 6)]).geometry is None
+    # SCALE-Sim's own GEMM input (M x K ifmap, 1 x K filter) stands in for the GEMM row
+    assert int(topo.geometry.ifmap_width[0]) == 6 and int(topo.geometry.ofmap_height[0]) == 4
+    # the geometry gives the distinct ifmap words the memory model used to need as an argument
+    text = "\n".join([CONV_HEADER, "a, 13, 11, 3, 2, 3, 5, 2,", "b, 9, 9, 2, 2, 1, 4, 3,"])
+    topo = systolic.parse_topology(text)
+    from hwsim.systolic._memory import geometry_ifmap_words
+    assert np.asarray(geometry_ifmap_words(topo.geometry)).tolist() == systolic.topology_ifmap_words(text)

@@ -61,8 +61,7 @@ def test_systolic_writes_scalesim_reports(files, capsys):
         assert [r[0] for r in reports[name][1]] == ["0", "1"]
     text = "\n".join([CONV_HEADER, *ROWS])
     r = systolic.simulate(systolic.parse_topology(text), systolic.SystolicArray(8, 4), dataflow="ws",
-                          compat=True, memory=systolic.Memory(64, 64, 64),
-                          ifmap_words=systolic.topology_ifmap_words(text))
+                          compat=True, memory=systolic.Memory(64, 64, 64))
     compute = np.array(reports["COMPUTE_REPORT.csv"][1], float)
     detail = np.array(reports["DETAILED_ACCESS_REPORT.csv"][1], float)
     assert compute[:, 2].tolist() == np.asarray(r.memory.cycles).tolist() == np.asarray(r.cycles).tolist()
