@@ -66,6 +66,7 @@ def test_calc_mode_matches_scalesim():
                                        rtol=0.02, err_msg=str(what))
 
 
+@pytest.mark.slow  # ~16 s
 def test_user_mode_stalls_and_traffic():
     """USER mode: the pinned operand's DRAM reads exact (but on 4x256), ofmap writes within 0.2%;
     stalls reported when the bandwidth is short, none when the operands fit."""

@@ -36,7 +36,7 @@ def test_deep_kolmogorov_max_call_small_d():
     assert sol.box_rel_l1 < 0.02, sol.box_rel_l1
 
 
-@pytest.mark.parametrize("parallel", ["sharded", "pmap"])
+@pytest.mark.parametrize("parallel", ["sharded", pytest.param("pmap", marks=pytest.mark.slow)])
 def test_deep_kolmogorov_on_four_devices_matches_one(parallel):
     problem = pde.make_problem("heat-paraboloid", 4)
     method = pde.DeepKolmogorov(batch_size=128, width=16, paths_per_point=4, eval_points=1024)
@@ -66,7 +66,7 @@ def test_deep_bsde_hjb_small_d_uses_the_nonlinearity():
     assert sol.rel_error < 0.02
 
 
-@pytest.mark.parametrize("parallel", ["sharded", "pmap"])
+@pytest.mark.parametrize("parallel", ["sharded", pytest.param("pmap", marks=pytest.mark.slow)])
 def test_deep_bsde_on_four_devices_matches_one(parallel):
     """Paths sharded over 4 CPU devices give the estimate of one device."""
     problem = pde.make_problem("hjb", 5, lam=1)

@@ -22,6 +22,7 @@ def test_simulate_then_reconstruct(tmp_path, capsys):
     assert {p.name for p in out.glob("*.png")} == {"truth.png", "fbp.png", "tv.png"}
 
 
+@pytest.mark.slow  # ~25 s; the CLI path is covered by test_simulate_then_reconstruct
 def test_reconstruct_with_a_diffusion_model(tmp_path, capsys):
     net = nn.UNet(3, 1, channels=(8, 16), groups=4, key=jax.random.key(0))
     model = dm.Denoiser(net, dm.VP(), channels=1, cond_channels=1)

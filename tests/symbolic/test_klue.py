@@ -198,6 +198,7 @@ def test_digit_sum_exact_end_to_end():
     assert np.all(np.isfinite(r.losses))
 
 
+@pytest.mark.slow  # ~17 s: three trainings
 def test_digit_sum_restarts_keep_the_lowest_training_loss():
     data = _synthetic(200)
     m = F.ExactSum(width=32, depth=1, augment=0)
