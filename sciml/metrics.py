@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import check_float_array
+from ._checks import check_float_array, check_real_scalar
 
 __all__ = ["Calibration", "calibration", "psnr", "relative_error", "ssim"]
 
@@ -62,19 +62,7 @@ def _arrays(**named: Any) -> tuple[jax.Array, ...]:
 
 def _scalar(value: Any, name: str, dtype: Any, *, positive: bool = False, nonneg: bool = False):
     """A real scalar parameter as a 0-d array of ``dtype``; the sign check runs on concrete values."""
-    if isinstance(value, bool) or not isinstance(
-        value, (int, float, np.ndarray, np.number, jax.Array)
-    ):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}")
-    arr = jnp.asarray(value)
-    if arr.shape != () or not (
-        jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
-    ):
-        raise ValueError(
-            f"`{name}` must be a real scalar, got an array of shape {arr.shape} and dtype {arr.dtype}; "
-            f"for a batch of values use jax.vmap"
-        )
-    arr = arr.astype(dtype)
+    arr = check_real_scalar(value, name, dtype)
     if _is_concrete(arr):
         if positive and not bool(arr > 0):
             raise ValueError(f"got {name}={value!r}; `{name}` must be > 0")

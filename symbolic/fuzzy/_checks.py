@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sciml import backend
+from sciml._checks import check_real_scalar
 
 # LTN's stable projections (Badreddine et al. 2022, sec. 5.2):
 # pi_0 maps [0, 1] to [EPS, 1], pi_1 maps [0, 1] to [0, 1 - EPS].
@@ -87,19 +88,9 @@ def check_flag(value: Any, name: str) -> bool:
 def scalar(value: Any, name: str, dtype: Any, *, positive: bool = False) -> jax.Array:
     """A real scalar parameter as a 0-d array of ``dtype`` (a traced leaf, so new values do not
     recompile). The sign check raises on concrete values and is an ``eqx.error_if`` on traced ones."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.ndarray, np.number, jax.Array)):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}")
+    arr = check_real_scalar(value, name, dtype)
     if positive and isinstance(value, (int, float, np.number)) and not value > 0:
         raise ValueError(f"got {name}={value!r}; `{name}` must be > 0 (e.g. {name}=2.0)")
-    arr = jnp.asarray(value)
-    if arr.shape != () or not (
-        jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
-    ):
-        raise ValueError(
-            f"`{name}` must be a real scalar, got an array of shape {arr.shape} and dtype {arr.dtype}; "
-            f"for several values use jax.vmap"
-        )
-    arr = arr.astype(dtype)
     if positive and is_concrete(arr):
         if not bool(np.asarray(arr) > 0):
             raise ValueError(f"got {name}={value!r}; `{name}` must be > 0 (e.g. {name}=2.0)")
