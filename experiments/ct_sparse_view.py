@@ -11,8 +11,11 @@ method reconstructs them on the 64 x 64 grid. TV's weight and CGLS's iteration c
 view count on separate validation images (best mean PSNR over a grid). Reported per method: PSNR and
 SSIM (data range of the truth), the data residual ||A x - y|| / ||y|| next to the noise level
 ||y - y_clean|| / ||y||, seconds per image; for the sampling methods the calibration of the posterior
-std (Pearson correlation of std with |error| over pixels; fraction of pixels with |error| <= 2
-predictive std, std * sqrt(1 + 1/K) for the mean of K samples, and <= 2 sample std).
+std: the reported std is the K samples' std times a sigma-scaling factor (Laves et al. 2020) fitted
+per view count on the validation images (``metrics.std_scale``, the Gaussian maximum-likelihood
+factor); Pearson correlation of std with |error| over pixels, fraction of pixels with |error| <= 2
+std, and for reference the unscaled coverages (predictive std * sqrt(1 + 1/K) of a K-sample mean, and
+the raw sample std).
 
 ``--cone`` adds the 3D case: a 64^3 textured volume, 16 cone-beam views, FDK against CDPA run
 slice-wise with data consistency on the 3D cone-beam operator.
@@ -93,7 +96,7 @@ def cases(task: dm.SparseViewTask, set_name: str, views: int, n: int, seed: int)
     return out
 
 
-def score(rec, truth, y, clean, seconds):
+def score(rec, truth, y, clean, seconds, scale=1.0):
     rng = float(truth.max() - truth.min())
     row = {"psnr": float(metrics.psnr(rec.image, truth, data_range=rng)),
            "ssim": float(metrics.ssim(rec.image, truth, data_range=rng)),
@@ -101,20 +104,37 @@ def score(rec, truth, y, clean, seconds):
            "noise_level": float(jnp.linalg.norm(y - clean) / jnp.linalg.norm(y)),
            "seconds": seconds}
     if rec.std is not None:
-        row.update(uncertainty(rec, truth))
+        row.update(uncertainty(rec, truth, scale))
     return row
 
 
-def uncertainty(rec, truth):
-    """Calibration of the K-sample std for the K-sample mean: the correlation of std with |error|;
-    coverage within 2 predictive std, std * sqrt(1 + 1/K) (the error of a K-sample mean; see
-    ``metrics.calibration(samples=K)``), and, for reference, within 2 sample std."""
+def uncertainty(rec, truth, scale=1.0):
+    """Calibration of the reported std (the K-sample std times the sigma-scaling factor ``scale``
+    fitted on validation images): the correlation of std with |error| and the coverage within 2 std;
+    for reference also the unscaled sample std's coverage, alone and as the predictive std of a
+    K-sample mean, std * sqrt(1 + 1/K) (``metrics.calibration(samples=K)``)."""
     k = rec.samples.shape[0]
-    cal = metrics.calibration(rec.image, rec.std, truth, samples=k)
-    raw = metrics.calibration(rec.image, rec.std, truth)
+    raw_std = rec.std / scale
+    cal = metrics.calibration(rec.image, rec.std, truth)
+    pred = metrics.calibration(rec.image, raw_std, truth, samples=k)
+    raw = metrics.calibration(rec.image, raw_std, truth)
     return {"std_error_correlation": float(cal.correlation), "coverage_2std": float(cal.coverage),
+            "std_scale": float(scale), "coverage_2std_predictive": float(pred.coverage),
             "coverage_2std_sample": float(raw.coverage), "rmse": float(cal.rmse),
-            "rms_std": float(raw.rms_std)}
+            "rms_std": float(cal.rms_std)}
+
+
+def fit_std_scale(task, views, method, n_val):
+    """Sigma scaling (Laves et al. 2020): the factor of the sample std that maximises the Gaussian
+    likelihood of the errors on the validation images (``metrics.std_scale``)."""
+    val = cases(task, "textured", views, n_val, VALIDATION_SEED)
+    means, stds, truths = [], [], []
+    for i, (truth, y, _, g) in enumerate(val):
+        rec = run(y, g, method, jax.random.fold_in(jax.random.key(2), i))[0]
+        means.append(rec.image)
+        stds.append(rec.std)
+        truths.append(truth)
+    return float(metrics.std_scale(jnp.stack(means), jnp.stack(stds), jnp.stack(truths)))
 
 
 def choose(task, views, make, grid, n_val):
@@ -151,6 +171,14 @@ def evaluate(model, task, views_list, sets, n_images, n_val, samples, steps, log
                                    consistency=consistency)}
         if only is not None:
             methods = {k: v for k, v in methods.items() if k in only}
+        scales = {}
+        for name in ("DDS", "CDPA"):
+            if name in methods:
+                scales[name] = fit_std_scale(task, views, methods[name], n_val)
+                methods[name] = eqx.tree_at(lambda m: m.std_scale, methods[name], jnp.asarray(scales[name]))
+        results["settings"][views]["std_scale"] = scales
+        if scales:
+            log(f"views {views}: sigma-scaling factors on {n_val} validation images {scales}")
         per_set = {}
         for set_name in sets:
             rows = {m: [] for m in methods}
@@ -158,7 +186,7 @@ def evaluate(model, task, views_list, sets, n_images, n_val, samples, steps, log
                                                            TEST_SEED)):
                 for name, method in methods.items():
                     rec, sec = run(y, g, method, jax.random.fold_in(jax.random.key(1), i))
-                    rows[name].append(score(rec, truth, y, clean, sec))
+                    rows[name].append(score(rec, truth, y, clean, sec, scales.get(name, 1.0)))
             per_set[set_name] = {m: mean_rows(r) for m, r in rows.items()}
             summary = ", ".join(f"{m} {v['psnr']:.2f}" for m, v in per_set[set_name].items())
             log(f"views {views} {set_name} ({len(rows['FBP'])} images): PSNR {summary}")
@@ -171,15 +199,19 @@ def markdown(results, sets) -> str:
     for set_name in sets:
         lines.append(f"\n### {set_name}\n")
         lines.append("| views | method | PSNR (dB) | SSIM | residual | noise level | std-err corr "
-                     "| within 2 std (pred.) | within 2 std (sample) | s / image |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+                     "| within 2 std | std scale | within 2 std (unscaled pred.) | within 2 std (unscaled "
+                     "sample) | s / image |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for views, per_set in results["views"].items():
             for m, r in per_set[set_name].items():
                 corr = f"{r['std_error_correlation']:.2f}" if "std_error_correlation" in r else ""
-                cov = f"{r['coverage_2std']:.2f}" if "coverage_2std" in r else ""
-                cov_s = f"{r['coverage_2std_sample']:.2f}" if "coverage_2std_sample" in r else ""
+                cov = f"{r['coverage_2std']:.3f}" if "coverage_2std" in r else ""
+                cov_s = f"{r['coverage_2std_sample']:.3f}" if "coverage_2std_sample" in r else ""
+                cov_p = f"{r['coverage_2std_predictive']:.3f}" if "coverage_2std_predictive" in r else ""
+                scale = f"{r['std_scale']:.3f}" if "std_scale" in r else ""
                 lines.append(f"| {views} | {m} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['residual']:.4f} | "
-                             f"{r['noise_level']:.4f} | {corr} | {cov} | {cov_s} | {r['seconds']:.2f} |")
+                             f"{r['noise_level']:.4f} | {corr} | {cov} | {scale} | {cov_p} | {cov_s} | "
+                             f"{r['seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,7 @@ from jaxtyping import Array, Float
 
 from ._checks import check_float_array, check_real_scalar
 
-__all__ = ["Calibration", "calibration", "psnr", "relative_error", "ssim"]
+__all__ = ["Calibration", "calibration", "psnr", "relative_error", "ssim", "std_scale"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -466,3 +466,53 @@ def _calibration(mean, std, reference, k):
         mean_std=jnp.mean(std),
         rms_std=jnp.sqrt(jnp.mean(jnp.square(std))),
     )
+
+
+def std_scale(
+    mean: Float[Array, "*shape"],
+    std: Float[Array, "*shape"],
+    reference: Float[Array, "*shape"],
+) -> Float[Array, ""]:
+    r"""The sigma-scaling factor of an uncertainty map, fitted on validation data (Laves et al. 2020).
+
+    Sampling posteriors of a learned prior are often over- or under-dispersed by a roughly constant
+    factor. Sigma scaling (Laves, Ihler, Fast, Kahrs, Ortmaier, "Well-calibrated regression uncertainty
+    in medical imaging with deep learning", MIDL 2020) rescales the predicted spread by the one factor
+    :math:`s` that maximises the Gaussian likelihood of the errors on *validation* data,
+
+    .. math::
+
+        s^2 = \frac{1}{N} \sum_{i:\,\sigma_i > 0} \frac{(\bar{x}_i - y_i)^2}{\sigma_i^2},
+
+    and reports :math:`s\,\sigma` on new data. It changes the size of the uncertainty, never its
+    ranking (the std-error correlation is unchanged). Fit it on images that are not used for testing;
+    pass ``mean``/``std``/``reference`` of several images stacked (any shape).
+
+    Args:
+        mean: the estimates, real floating.
+        std: their predicted standard deviations, same shape, >= 0 (pixels with 0 are skipped).
+        reference: the ground truth, same shape.
+
+    Returns:
+        The scalar factor ``s`` (NaN if no pixel has ``std > 0``).
+
+    Raises:
+        TypeError / ValueError: as :func:`calibration`.
+
+    Example:
+        >>> ref = jnp.zeros(4)
+        >>> mean = jnp.array([0.2, -0.2, 0.2, -0.2])
+        >>> float(sciml.metrics.std_scale(mean, jnp.full(4, 0.1), ref))
+        2.0
+    """
+    mean, std, reference = _arrays(mean=mean, std=std, reference=reference)
+    if _is_concrete(std) and not bool((lowest := _min(std)) >= 0):
+        raise ValueError(f"`std` must be >= 0 everywhere, got a minimum of {float(lowest)!r}")
+    return _std_scale(mean, std, reference)
+
+
+@jax.jit
+def _std_scale(mean, std, reference):
+    pos = std > 0
+    z2 = jnp.where(pos, jnp.square(mean - reference) / jnp.where(pos, std, 1.0) ** 2, 0.0)
+    return jnp.sqrt(jnp.sum(z2) / jnp.sum(pos.astype(z2.dtype)))

@@ -123,9 +123,10 @@ def _slicewise(denoiser, x, t, cond):
     return out.reshape(x.shape)
 
 
-def _summary(samples, sinogram, geometry, iterations):
+def _summary(samples, sinogram, geometry, iterations, std_scale=1.0):
     mean = jnp.mean(samples, axis=0)
     std = jnp.std(samples, axis=0, ddof=1) if samples.shape[0] > 1 else jnp.zeros_like(mean)
+    std = std * jnp.asarray(std_scale, std.dtype)
     return Reconstruction(image=mean, residual=_residual(mean, sinogram, geometry),
                           iterations=jnp.asarray(iterations), samples=samples, std=std)
 
@@ -134,6 +135,7 @@ class _AbstractDiffusionReconstructor(AbstractReconstructor):
     denoiser: eqx.AbstractVar[Denoiser]
     samples: eqx.AbstractVar[int]
     sample_batch: eqx.AbstractVar[int | None]
+    std_scale: eqx.AbstractVar[Float[Array, ""]]
 
     def _keys(self, key):
         if key is None:
@@ -176,7 +178,15 @@ class _AbstractGuided(_AbstractDiffusionReconstructor):
             return self.sampler.run(denoise, schedule, x_T, k1, correct)
 
         samples = self._draw(one, keys)
-        return _summary(samples, sinogram, geometry, getattr(self.sampler, "steps", 0) or 0)
+        return _summary(samples, sinogram, geometry, getattr(self.sampler, "steps", 0) or 0,
+                        self.std_scale)
+
+
+def _check_std_scale(std_scale):
+    if std_scale.ndim != 0 or not jnp.issubdtype(std_scale.dtype, jnp.floating):
+        raise ValueError(f"`std_scale` must be a real scalar, got {std_scale!r}")
+    if not isinstance(std_scale, jax.core.Tracer) and not bool(std_scale > 0):
+        raise ValueError(f"`std_scale` must be > 0 (fit it with sciml.metrics.std_scale), got {std_scale!r}")
 
 
 def _check_samples(samples, sample_batch):
@@ -197,6 +207,9 @@ class CDPA(_AbstractGuided):
         analytic: the analytic reconstruction that conditions the denoiser (default ramp FBP / FDK);
             it must be the one the model was trained with.
         sample_batch: samples drawn at once (memory); default all K.
+        std_scale: the reported ``std`` is the samples' standard deviation times this factor (1 by
+            default; sigma scaling, Laves et al. 2020: fit it on validation images with
+            :func:`sciml.metrics.std_scale`; an array leaf, no recompilation).
 
     Example:
         >>> import jax, numpy as np, sciml
@@ -216,11 +229,13 @@ class CDPA(_AbstractGuided):
     consistency: AbstractConsistency = eqx.field(default_factory=CGConsistency)  # no arrays at import
     analytic: AbstractReconstructor = FBP()
     sample_batch: int | None = eqx.field(static=True, default=None)
+    std_scale: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
 
     conditional: ClassVar[bool] = True
 
     def __check_init__(self):
         _check_samples(self.samples, self.sample_batch)
+        _check_std_scale(self.std_scale)
 
     def condition(self, sinogram, geometry):
         return self.analytic(sinogram, geometry).image
@@ -229,8 +244,9 @@ class CDPA(_AbstractGuided):
 class DDS(_AbstractGuided):
     """Decomposed diffusion sampler (Chung, Lee and Ye 2024): the CDPA sampler without the condition.
 
-    Attributes: as :class:`CDPA`, without ``analytic``; the denoiser may be unconditional or a
-    conditional one trained with condition dropout (then it runs with the condition dropped).
+    Attributes: as :class:`CDPA` (``std_scale`` included), without ``analytic``; the denoiser may be
+    unconditional or a conditional one trained with condition dropout (then it runs with the condition
+    dropped).
     """
 
     denoiser: Denoiser
@@ -238,11 +254,13 @@ class DDS(_AbstractGuided):
     sampler: AbstractSampler = DDIM(steps=25, eta=0.85)
     consistency: AbstractConsistency = eqx.field(default_factory=CGConsistency)  # no arrays at import
     sample_batch: int | None = eqx.field(static=True, default=None)
+    std_scale: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
 
     conditional: ClassVar[bool] = False
 
     def __check_init__(self):
         _check_samples(self.samples, self.sample_batch)
+        _check_std_scale(self.std_scale)
 
     def condition(self, sinogram, geometry):
         return None
@@ -262,6 +280,7 @@ class DPS(_AbstractDiffusionReconstructor):
         eta: DDIM stochasticity (1: ancestral, as in the paper).
         step_size: zeta, in image units per unit relative residual gradient (array leaf).
         sample_batch: samples drawn at once.
+        std_scale: sigma-scaling factor of the reported ``std`` (as :class:`CDPA`).
     """
 
     denoiser: Denoiser
@@ -271,9 +290,11 @@ class DPS(_AbstractDiffusionReconstructor):
     step_size: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
     t_min: float = eqx.field(static=True, default=1e-3)
     sample_batch: int | None = eqx.field(static=True, default=None)
+    std_scale: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
 
     def __check_init__(self):
         _check_samples(self.samples, self.sample_batch)
+        _check_std_scale(self.std_scale)
         check_count(self.steps, "steps")
         if self.steps < 2:
             raise ValueError(f"`steps` must be >= 2, got {self.steps}")
@@ -304,4 +325,4 @@ class DPS(_AbstractDiffusionReconstructor):
             x, _ = jax.lax.scan(body, x_T, (times[:-1], times[1:], jax.random.split(k1, self.steps - 1)))
             return _slicewise(self.denoiser, x, times[-1], None)
 
-        return _summary(self._draw(one, keys), sinogram, geometry, self.steps)
+        return _summary(self._draw(one, keys), sinogram, geometry, self.steps, self.std_scale)

@@ -64,6 +64,13 @@ def test_methods_through_reconstruct(kind, problem, getkey):
     if kind != "dps":
         # 5 CG steps on every estimate: even an untrained prior ends close to the data
         assert float(rec.residual) < 0.05
+    # sigma scaling multiplies the reported std only (an array leaf: same compiled function)
+    scaled = eqx.filter_jit(ct.reconstruct)(y, g, eqx.tree_at(lambda m: m.std_scale, method,
+                                                              jnp.asarray(1.5)), key=jax.random.key(0))
+    if kind != "dps":
+        base = eqx.filter_jit(ct.reconstruct)(y, g, method, key=jax.random.key(0))
+        np.testing.assert_allclose(scaled.std, 1.5 * base.std, rtol=1e-6)
+        np.testing.assert_array_equal(scaled.image, base.image)
     # same key, same samples
     again = eqx.filter_jit(ct.reconstruct)(y, g, method, key=jax.random.key(0))
     again2 = eqx.filter_jit(ct.reconstruct)(y, g, method, key=jax.random.key(0))
@@ -125,5 +132,7 @@ def test_bad_input_is_named(problem, getkey):
         dm.CDPA(uncond, samples=0)
     with pytest.raises(ValueError, match="`gamma`"):
         dm.CGConsistency(gamma=-1.0)
+    with pytest.raises(ValueError, match="`std_scale`"):
+        dm.CDPA(_model(getkey()), samples=2, std_scale=0.0)
     with pytest.raises(TypeError, match="`denoiser`"):
         ct.reconstruct(y, g, dm.DDS("model", samples=2), key=getkey())

@@ -8,7 +8,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sciml.metrics import Calibration, calibration, psnr, relative_error, ssim
+from sciml.metrics import Calibration, calibration, psnr, relative_error, ssim, std_scale
 
 # skimage runs in float64 on the same (float32-representable) inputs; sciml computes in float32.
 # Measured: max |difference| 1e-6 (2D and 3D, random and smooth, uniform and Gaussian windows).
@@ -177,6 +177,28 @@ def test_calibration_correlation():
     assert abs(float(cal.coverage) - 0.9545) < 0.013
     np.testing.assert_allclose(cal.rmse, cal.rms_std, rtol=0.03)
     assert float(cal.correlation) > 0.2
+
+
+def test_std_scale_is_the_gaussian_maximum_likelihood_factor():
+    # errors N(0, (1.7 sd)^2) with a predicted sd: the fitted factor is 1.7 within 4 s.e. (the
+    # estimate of s^2 from 4096 chi^2_1 terms has relative s.e. sqrt(2/4096) = 2.2%, s: 1.1%),
+    # it is the minimiser of the Gaussian NLL in s, and the rescaled coverage at 2 std is 0.9545
+    rng = np.random.default_rng(5)
+    ref = _f32(rng.standard_normal(CAL_SHAPE))
+    sd = _f32(np.linspace(0.1, 1.0, 4096).reshape(CAL_SHAPE))
+    mean = ref + 1.7 * sd * _f32(rng.standard_normal(CAL_SHAPE))
+    s = float(std_scale(mean, sd, ref))
+    assert abs(s - 1.7) < 4 * 0.011 * 1.7
+    z2 = np.square((np.asarray(mean) - np.asarray(ref)) / np.asarray(sd))
+    nll = lambda c: np.mean(np.log(c) + z2 / (2 * c * c))  # noqa: E731
+    assert nll(s) <= min(nll(0.98 * s), nll(1.02 * s))
+    assert abs(float(calibration(mean, s * sd, ref).coverage) - 0.9545) < 0.013
+    # pixels with zero std are skipped; under jit; errors named
+    sd0 = jnp.asarray(sd).at[0, 0].set(0.0)
+    np.testing.assert_allclose(std_scale(mean, sd0, ref), jax.jit(std_scale)(mean, sd0, ref), rtol=1e-6)
+    assert np.isfinite(float(std_scale(mean, sd0, ref)))
+    with pytest.raises(ValueError, match="`std`"):
+        std_scale(mean, -sd, ref)
 
 
 def test_calibration_of_a_sample_mean_is_student_t():
