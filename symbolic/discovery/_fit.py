@@ -351,10 +351,19 @@ class _Problem(eqx.Module):
         parts_exprs = [offset if offset is not None else zero] + [
             basis.get(j, zero) for j in range(self.n_pad)
         ]
-        parts = compile_programs(parts_exprs, self.grammar, max_len=self.len_pad)
+        # snapping can lengthen a part (a snapped constant of a subtracted term becomes a (-1)* factor):
+        # such a part gets the next padded length rather than an error
+        longest = max(sum(1 for _ in _walk(p)) for p in parts_exprs)
+        parts = compile_programs(parts_exprs, self.grammar, max_len=max(self.len_pad, _round_up(longest, 8)))
         nl_mask = np.array([j in present and j not in lin_idx for j in range(self.n_pad)])
         lin_mask = np.array([j in lin_idx for j in range(self.n_pad)])
-        u, sign = _starts(key, self.n_screen, self.n_pad, jnp.zeros((), jnp.float64))
+        # the work follows the number of nonlinear constants: none -> one least-squares solve; one
+        # -> 256 screened points (0.035 decades apart over 1e-3..1e6 and both signs), x4 per further one
+        n_nl = int(nl_mask.sum())
+        n_starts = 1 if n_nl == 0 else self.n_starts
+        n_screen = 1 if n_nl == 0 else min(self.n_screen, max(n_starts, 256 * 4 ** (n_nl - 1)))
+        iters = 1 if n_nl == 0 else self.iters
+        u, sign = _starts(key, n_screen, self.n_pad, jnp.zeros((), jnp.float64))
         if start is not None:  # the previous solution is the first screened point
             s0 = np.zeros(self.n_pad)
             s0[: start.shape[0]] = start
@@ -368,8 +377,8 @@ class _Problem(eqx.Module):
             jnp.asarray(lin_mask),
             u,
             sign,
-            n_starts=self.n_starts,
-            iters=self.iters,
+            n_starts=n_starts,
+            iters=iters,
         )
         return np.array(c, np.float64)[: self.n_c], float(f) / self.y.shape[0]
 
@@ -409,7 +418,9 @@ def fit_constants(
         key: PRNG key for the multi-start sample.
         grammar: operator set (default :func:`default_grammar`).
         n_starts: LM starts kept after screening.
-        n_screen: screened points (>= n_starts).
+        n_screen: screened points at most (>= n_starts): ``256 * 4**(k-1)`` are used for ``k``
+            nonlinear constants, up to ``n_screen``; a skeleton whose constants are all linear is one
+            least-squares solve (no screening, no LM).
         iters: LM iteration cap.
         snap: snap constants to simple values and refit.
         snap_rtol: relative tolerance of snapping.

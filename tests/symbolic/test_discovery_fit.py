@@ -123,6 +123,16 @@ def test_snap_rejected_when_it_hurts():
     np.testing.assert_allclose(r.constants, [1.7, 2.00003], rtol=1e-8)
 
 
+def test_snapping_that_lengthens_the_program():
+    """Snapped constants of subtracted terms become (-1)* factors: the refit gets a longer program."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1.0, 1.0, (N, 2))
+    y = -1.3 * X[:, 0] + 0.8 * X[:, 0] ** 3 - 0.4 * X[:, 1]
+    r = d.fit_constants(_skeleton("c0*x**3 - c1*v - c2*x", ["x", "v"]), X, y, key=jax.random.key(0))
+    assert r.valid and all(r.snapped) and r.loss < 1e-25
+    assert [float(v) for v in r.exact] == [0.8, 0.4, 1.3]
+
+
 def test_snap_value():
     assert d.snap_value(0.5000001) == sympy.Rational(1, 2)
     assert d.snap_value(-3.1415926) == -sympy.pi
