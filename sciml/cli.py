@@ -57,6 +57,7 @@ def _load_systems() -> None:
     # Importing a system registers its demo and subcommand.
     import hwsim._cli  # noqa: F401
     import pde._cli  # noqa: F401
+    import symbolic._discover_cli  # noqa: F401
 
     from . import _ct_cli, _demo  # noqa: F401
 

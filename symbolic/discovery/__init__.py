@@ -23,6 +23,29 @@ Example:
     (8, 2)
 """
 
+# --- agents (symbolic/discovery/_agent.py, _agents_*.py) ---
+from ._agent import AbstractAgent as AbstractAgent
+from ._agent import Context as Context
+from ._agent import Hypothesis as Hypothesis
+from ._agents_refine import ResidualAgent as ResidualAgent
+from ._agents_refine import SimplifierAgent as SimplifierAgent
+from ._agents_refine import skeleton as skeleton
+
+# --- the collective (symbolic/discovery/_collective.py) ---
+from ._collective import Discovery as Discovery
+from ._collective import Round as Round
+from ._collective import default_agents as default_agents
+from ._collective import discover as discover
+from ._collective import internal_extrapolation_split as internal_extrapolation_split
+
+# --- export (symbolic/discovery/_export.py) ---
+from ._export import ExprFunction as ExprFunction
+from ._export import VectorField as VectorField
+from ._export import to_callable as to_callable
+from ._export import to_latex as to_latex
+from ._export import to_sympy_expr as to_sympy_expr
+from ._export import to_vector_field as to_vector_field
+
 # --- grammar (symbolic/discovery/_grammar.py) ---
 # --- expressions (symbolic/discovery/_expr.py) ---
 from ._expr import AbstractExpr as AbstractExpr
@@ -46,6 +69,16 @@ from ._grammar import BUILTIN_OPERATORS as BUILTIN_OPERATORS
 from ._grammar import Grammar as Grammar
 from ._grammar import Operator as Operator
 from ._grammar import default_grammar as default_grammar
+from ._llm import AbstractBackend as AbstractBackend
+from ._llm import BackendError as BackendError
+from ._llm import LLMAgent as LLMAgent
+from ._llm import LLMState as LLMState
+from ._llm import OllamaBackend as OllamaBackend
+from ._llm import OpenAIBackend as OpenAIBackend
+from ._llm import ReplayBackend as ReplayBackend
+from ._llm import ReplayMissError as ReplayMissError
+from ._llm import message_hash as message_hash
+from ._llm import parse_reply as parse_reply
 
 # --- evaluation (symbolic/discovery/_program.py) ---
 from ._program import Program as Program
