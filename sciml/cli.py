@@ -58,6 +58,7 @@ def _load_systems() -> None:
     import hwsim._cli  # noqa: F401
     import pde._cli  # noqa: F401
     import symbolic._discover_cli  # noqa: F401
+    import symbolic._klue_cli  # noqa: F401
 
     from . import _ct_cli, _demo  # noqa: F401
 

@@ -217,6 +217,43 @@ def test_digit_sum_restarts_keep_the_lowest_training_loss():
         F.train_digit_sum(data, m, restarts=0, **kw)
 
 
+def test_digit_sum_select_after_continues_the_kept_restart():
+    # the restarts stop at step 10, the kept one goes on to 30: the same as that restart run 30 steps
+    data = _synthetic(200)
+    m = F.ExactSum(width=16, depth=1, augment=0)
+    kw = dict(n_pairs=60, steps=30, batch_size=16, key=jax.random.key(5), n_test_pairs=20)
+    r = F.train_digit_sum(data, m, restarts=3, select_after=10, **kw)
+    assert r.restart_losses.shape == (3,) and r.losses.shape == (30,)
+    best = int(np.argmin(r.restart_losses))
+    init_key, train_key = jax.random.split(jax.random.split(kw["key"], 3)[best])
+    x1, x2, s, _, _ = F.sum_pairs(data.x_train, data.y_train, 60, seed=0)
+    _, losses = F.train_steps(m.init(key=init_key), m.loss, (x1, x2, s), steps=30, batch_size=16,
+                              key=train_key, learning_rate=2e-3)
+    np.testing.assert_allclose(r.losses, losses, rtol=1e-5, atol=1e-6)
+    assert r.losses[:10][-1:].mean() == pytest.approx(r.restart_losses[best], rel=1e-6)
+    for bad in (0, 31, 2.5):
+        with pytest.raises(ValueError, match="select_after"):
+            F.train_digit_sum(data, m, select_after=bad, **kw)
+
+
+@pytest.mark.slow  # ~6 s: compiles two LTN losses
+def test_ltn_sum_constant_exponent_compiles_without_a_check():
+    # the aggregators check p > 0 with eqx.error_if (a host callback): on a constant p XLA folds it
+    # away, on a p that follows the step it runs at every training step (+20 % time per step)
+    net = F.LTNSum().init(key=jax.random.key(0))
+    batch = (jnp.zeros((3, 64)), jnp.zeros((3, 64)), jnp.array([0, 5, 18]))
+
+    def compiled(method):
+        fn = jax.jit(lambda b, t: method.loss(net, b, t, jax.random.key(1)))
+        return fn.lower(batch, 7).compile().as_text()
+
+    assert "callback" not in compiled(F.LTNSum())
+    assert "callback" in compiled(F.LTNSum(p_start=1.0, p_end=6.0))
+    for bad in (dict(p_start=0.0), dict(p_end=-1.0), dict(p_forall=0.0), dict(schedule_steps=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            F.LTNSum(**bad)
+
+
 @pytest.mark.slow
 def test_digit_sum_exact_real_digits():
     pytest.importorskip("sklearn")
