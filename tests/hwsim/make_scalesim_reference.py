@@ -7,6 +7,10 @@ the cases are also re-run live). Regenerate with::
     pip install scalesim==3.0.0
     python tests/hwsim/make_scalesim_reference.py
 
+or, after adding cases to the grids below, run only those (the stored ones are kept)::
+
+    python tests/hwsim/make_scalesim_reference.py --missing
+
 For every case the JSON keeps the topology rows and config it ran, SCALE-Sim's own GEMM lowering
 (``topologies.get_transformed_mnk_dimensions``), its ``COMPUTE_REPORT.csv`` row and the SRAM counts
 of its ``DETAILED_ACCESS_REPORT.csv``, per layer.
@@ -167,32 +171,46 @@ def run_scalesim(rows: list[str], array: tuple[int, int], dataflow: str, *, gemm
     return layers
 
 
-# The memory model's grid (CALC bandwidth mode): two layers on the arrays of the acceptance test,
-# with SRAMs that hold every operand (64 kB) and with SRAMs far too small for them (2 kB, so the
-# double buffers stream and re-fetch).
+# The memory model's grid (CALC bandwidth mode): layers on the arrays of the acceptance test, with
+# SRAMs that hold every operand (64 kB) and with SRAMs far too small for them (2 kB, so the double
+# buffers stream and re-fetch). name: (topology rows, gemm?, SRAM sizes in kB)
 MEMORY_ARRAYS = [(8, 8), (16, 16), (32, 32), (4, 256), (256, 4), (2, 512)]
 MEMORY_WORKLOADS = {
-    "mem_conv": (["mconv, 16, 16, 3, 3, 8, 16, 1,"], False),
-    "mem_gemm": (["mgemm, 96, 80, 64,"], True),
+    "mem_conv": (["mconv, 16, 16, 3, 3, 8, 16, 1,"], False, [64, 2]),
+    "mem_gemm": (["mgemm, 96, 80, 64,"], True, [64, 2]),
+    # a strided 3x3 convolution whose ceil-mode last window column reads past the input, and a
+    # strided 1x1 one that skips input words (the trace DRAM model's harder streams)
+    "mem_conv_s2": (["mconv_s2, 17, 16, 3, 3, 8, 32, 2,", "mconv_1x1, 12, 12, 1, 1, 16, 8, 2,"], False, [2]),
 }
-MEMORY_SRAM_KB = [64, 2]
 # USER bandwidth mode with a small DRAM bandwidth (words/cycle), so that the array stalls.
 USER_CASES = [
     # (workload, array, sram_kb, bandwidth)
     ("mem_gemm", (8, 8), 2, 2), ("mem_gemm", (16, 16), 64, 1), ("mem_conv", (8, 8), 64, 2),
     ("mem_conv", (32, 32), 2, 4), ("mem_gemm", (4, 256), 2, 10),
+    ("mem_conv_s2", (8, 8), 2, 3), ("mem_conv_s2", (32, 32), 2, 10),
 ]
 
 
-def main(out_path: str | os.PathLike = REFERENCE) -> None:
+def _key(wname, array, df, sram_kb=64, mode="CALC", bandwidth=10):
+    return (wname, tuple(array), df, sram_kb, mode, bandwidth)
+
+
+def main(out_path: str | os.PathLike = REFERENCE, *, missing: bool = False) -> None:
+    """Run every case of the grids and write the JSON; with ``missing``, run only the cases that the
+    JSON at ``out_path`` does not hold yet and add them to it."""
     from importlib.metadata import version
 
     import scalesim  # noqa: F401  (fail early with a clear ImportError)
 
-    cases = []
+    out_path = pathlib.Path(out_path)
+    cases = json.loads(out_path.read_text())["cases"] if missing else []
+    have = {_key(c["workload"], c["array"], c["dataflow"], c.get("sram_kb", 64), c.get("mode", "CALC"),
+                 c.get("bandwidth", 10)) for c in cases}
     t0 = time.perf_counter()
 
     def add(tmp, wname, rows, gemm, array, df, **mem):
+        if _key(wname, array, df, **mem) in have:
+            return
         t = time.perf_counter()
         tag = "_".join(f"{k}{v}" for k, v in mem.items())
         layers = run_scalesim(rows, array, df, gemm=gemm,
@@ -208,13 +226,13 @@ def main(out_path: str | os.PathLike = REFERENCE) -> None:
             for array in arrays:
                 for df in DATAFLOWS:
                     add(tmp, wname, rows, gemm, array, df)
-        for wname, (rows, gemm) in MEMORY_WORKLOADS.items():
-            for sram_kb in MEMORY_SRAM_KB:
+        for wname, (rows, gemm, srams) in MEMORY_WORKLOADS.items():
+            for sram_kb in srams:
                 for array in MEMORY_ARRAYS:
                     for df in DATAFLOWS:
                         add(tmp, wname, rows, gemm, array, df, sram_kb=sram_kb)
         for wname, array, sram_kb, bandwidth in USER_CASES:
-            rows, gemm = MEMORY_WORKLOADS[wname]
+            rows, gemm, _ = MEMORY_WORKLOADS[wname]
             for df in DATAFLOWS:
                 add(tmp, wname, rows, gemm, array, df, sram_kb=sram_kb, mode="USER", bandwidth=bandwidth)
     out = dict(
@@ -222,11 +240,11 @@ def main(out_path: str | os.PathLike = REFERENCE) -> None:
         scalesim_version=version("scalesim"), numpy_version=np.__version__,
         python=sys.version.split()[0], cases=cases,
     )
-    out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {len(cases)} cases to {out_path} in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    args = [a for a in sys.argv[1:] if a != "--missing"]
+    main(*args[:1], missing="--missing" in sys.argv[1:])

@@ -1,90 +1,188 @@
 """The SRAM/DRAM model (``simulate(..., memory=Memory(...))``) against SCALE-Sim v3's reports.
 
 The references are the memory cases of ``tests/data/scalesim_v3_reference.json`` (``mem_*`` workloads:
-a convolution and a GEMM on 8x8, 16x16, 32x32, 4x256, 256x4 and 2x512 arrays, every dataflow, with
-64 kB SRAMs that hold the operands and 2 kB SRAMs that do not, plus USER bandwidth cases that stall).
+a convolution, a GEMM and two strided convolutions on 8x8, 16x16, 32x32, 4x256, 256x4 and 2x512 arrays,
+every dataflow, with 64 kB SRAMs that hold the operands and 2 kB SRAMs that do not, plus USER bandwidth
+cases that stall). All workloads run as one topology, one call per dataflow and memory, so that each
+dataflow compiles once.
 """
 
 import json
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from hwsim import systolic
+from hwsim.systolic import _memory
 
-from .make_scalesim_reference import CONV_HEADER, GEMM_HEADER, REFERENCE
+from .make_scalesim_reference import CONV_HEADER, GEMM_HEADER, REFERENCE, run_scalesim
 
 _REF = json.loads(REFERENCE.read_text())
 MEM_CASES = [c for c in _REF["cases"] if c["workload"].startswith("mem_")]
+_WORKLOADS = {}  # workload -> (its layers' indices in TOPOLOGY, topology rows, gemm?)
+for _c in MEM_CASES:
+    _WORKLOADS.setdefault(_c["workload"], (_c["rows"], _c["gemm"]))
+_LAYERS, _INDEX = [], {}
+for _name, (_rows, _gemm) in _WORKLOADS.items():
+    _topo = systolic.parse_topology("\n".join([GEMM_HEADER if _gemm else CONV_HEADER, *_rows]))
+    _INDEX[_name] = list(range(len(_LAYERS), len(_LAYERS) + len(_topo)))
+    _LAYERS += [_topo[i] for i in range(len(_topo))]
+TOPOLOGY = systolic.Topology(_LAYERS)  # every memory workload, GEMM and convolutions together
 
 
-def _run(case):
-    text = "\n".join([GEMM_HEADER if case["gemm"] else CONV_HEADER, *case["rows"]])
+def _memory_of(case, dram_model):
     bw = case["bandwidth"]
     user = dict(ifmap_bandwidth=bw, filter_bandwidth=bw, ofmap_bandwidth=bw) if case["mode"] == "USER" else {}
-    mem = systolic.Memory(case["sram_kb"], case["sram_kb"], case["sram_kb"], **user)
-    # the convolutions' geometry travels with the topology: no `ifmap_words` needed
-    return systolic.simulate(systolic.parse_topology(text), systolic.SystolicArray(*case["array"]),
-                             dataflow=case["dataflow"], compat=True, memory=mem).memory
+    return systolic.Memory(case["sram_kb"], case["sram_kb"], case["sram_kb"], dram_model=dram_model, **user)
 
 
-def _got(mem, key):
-    return int(np.asarray(getattr(mem, key))[0])
+def _runs(cases, dram_model):
+    """``(case, layer results)`` for every case: one ``simulate`` per (dataflow, memory) with the
+    cases' arrays batched; ``layer results`` maps a :class:`MemoryResult` field to its per-layer values."""
+    groups = {}
+    for case in cases:
+        key = (case["dataflow"], case["mode"], case["sram_kb"], case["bandwidth"])
+        groups.setdefault(key, []).append(case)
+    for (df, _, _, _), group in groups.items():
+        shapes = sorted({tuple(c["array"]) for c in group})
+        arrays = systolic.SystolicArray(np.array([s[0] for s in shapes]), np.array([s[1] for s in shapes]))
+        mem = systolic.simulate(TOPOLOGY, arrays, dataflow=df, compat=True,
+                                memory=_memory_of(group[0], dram_model)).memory
+        for case in group:
+            j, rows = shapes.index(tuple(case["array"])), _INDEX[case["workload"]]
+            yield case, {key: np.asarray(getattr(mem, key))[rows, j] for key in mem.__dataclass_fields__}
 
 
-# CALC-mode ifmap DRAM reads of the convolution whose ifmap does not fit (2 kB): the window-reuse model's
+def _what(case):
+    return tuple(case[key] for key in ("workload", "array", "dataflow", "sram_kb", "mode", "bandwidth"))
+
+
+def _want(case, key):
+    return np.array([layer[key] for layer in case["layers"]])
+
+
+# CALC-mode ifmap DRAM reads of the convolution whose ifmap does not fit (2 kB): the closed form's
 # largest measured relative error per dataflow (see the table in hwsim/systolic/_memory.py)
 CONV_IFMAP_RTOL = {"os": 0.12, "ws": 0.05, "is": 0.19}
 
 
 def test_calc_mode_matches_scalesim():
-    """CALC mode: filter reads and ofmap writes exact on every case; ifmap reads exact for GEMMs and for
-    convolutions whose ifmap fits the SRAM, within the measured bounds for those that do not; no stalls;
-    the SRAM windows of the detailed report exact."""
-    cases = [c for c in MEM_CASES if c["mode"] == "CALC"]
+    """Closed form, CALC mode: filter reads and ofmap writes exact on every case; ifmap reads exact for
+    GEMMs and for convolutions whose ifmap fits the SRAM, within the measured bounds for those that do
+    not; no stalls; the SRAM windows of the detailed report exact."""
+    cases = [c for c in MEM_CASES if c["mode"] == "CALC" and c["workload"] in ("mem_conv", "mem_gemm")]
     assert len(cases) == 72
-    for case in cases:
-        mem, ref = _run(case), case["layers"][0]
-        what = (case["workload"], case["array"], case["dataflow"], case["sram_kb"])
-        assert _got(mem, "filter_dram_reads") == ref["filter_dram_reads"], what
-        assert _got(mem, "ofmap_dram_writes") == ref["ofmap_dram_writes"], what
-        assert _got(mem, "stall_cycles") == ref["stall_cycles"] == 0, what
-        assert _got(mem, "cycles") == ref["total_cycles"], what
+    for case, got in _runs(cases, "closed-form"):
+        what, ref = _what(case), case["layers"][0]
+        assert got["filter_dram_reads"].tolist() == [ref["filter_dram_reads"]], what
+        assert got["ofmap_dram_writes"].tolist() == [ref["ofmap_dram_writes"]], what
+        assert got["stall_cycles"].tolist() == [ref["stall_cycles"]] == [0], what
+        assert got["cycles"].tolist() == [ref["total_cycles"]], what
         if case["gemm"] or case["sram_kb"] == 64:
-            assert _got(mem, "ifmap_dram_reads") == ref["ifmap_dram_reads"], what
+            assert got["ifmap_dram_reads"].tolist() == [ref["ifmap_dram_reads"]], what
         else:
-            np.testing.assert_allclose(_got(mem, "ifmap_dram_reads"), ref["ifmap_dram_reads"],
+            np.testing.assert_allclose(got["ifmap_dram_reads"], ref["ifmap_dram_reads"],
                                        rtol=CONV_IFMAP_RTOL[case["dataflow"]], err_msg=str(what))
         detail = ref["detailed_access_report"]
-        got = np.stack([np.asarray(mem.sram_start[0]), np.asarray(mem.sram_stop[0])], -1)
-        assert got.tolist() == [[detail[0], detail[1]], [detail[3], detail[4]], [detail[6], detail[7]]], what
+        windows = np.stack([got["sram_start"][0], got["sram_stop"][0]], -1).tolist()
+        assert windows == [[detail[0], detail[1]], [detail[3], detail[4]], [detail[6], detail[7]]], what
         if case["gemm"]:
             # the prefetch-inclusive total is approximated (the drain tail); within 2% on GEMMs
-            np.testing.assert_allclose(_got(mem, "cycles_incl_prefetch"), ref["total_cycles_incl_prefetch"],
+            np.testing.assert_allclose(got["cycles_incl_prefetch"], ref["total_cycles_incl_prefetch"],
                                        rtol=0.02, err_msg=str(what))
 
 
-@pytest.mark.slow  # ~16 s
+def test_trace_model_matches_scalesim():
+    """``dram_model="trace"``: on every memory case, CALC and USER, the DRAM reads and writes, stall
+    cycles, total cycles (with and without the prefetch), the DRAM start/stop cycles of every operand
+    and the average DRAM bandwidths are SCALE-Sim's."""
+    assert len(MEM_CASES) >= 87 + 18 + 6
+    for case, got in _runs(MEM_CASES, "trace"):
+        what = _what(case)
+        for key, ref in (("ifmap_dram_reads", "ifmap_dram_reads"), ("filter_dram_reads", "filter_dram_reads"),
+                         ("ofmap_dram_writes", "ofmap_dram_writes"), ("stall_cycles", "stall_cycles"),
+                         ("cycles", "total_cycles"), ("cycles_incl_prefetch", "total_cycles_incl_prefetch")):
+            assert got[key].tolist() == _want(case, ref).tolist(), (what, key)
+        detail = np.array([layer["detailed_access_report"] for layer in case["layers"]])
+        assert got["dram_start"].tolist() == detail[:, [9, 12, 15]].tolist(), what
+        assert got["dram_stop"].tolist() == detail[:, [10, 13, 16]].tolist(), what
+        bw = np.array([layer["bandwidth_report"] for layer in case["layers"]])
+        np.testing.assert_allclose(got["dram_bandwidth"], bw[:, 3:6], rtol=1e-5, err_msg=str(what))
+
+
+@pytest.mark.slow  # ~9 s
 def test_user_mode_stalls_and_traffic():
-    """USER mode: the pinned operand's DRAM reads exact (but on 4x256), ofmap writes within 0.2%;
-    stalls reported when the bandwidth is short, none when the operands fit."""
-    cases = [c for c in MEM_CASES if c["mode"] == "USER"]
+    """Closed form, USER mode: the pinned operand's DRAM reads exact (but on 4x256), ofmap writes within
+    0.2%; stalls reported when the bandwidth is short, none when the operands fit."""
+    cases = [c for c in MEM_CASES if c["mode"] == "USER" and c["workload"] in ("mem_conv", "mem_gemm")]
     assert len(cases) == 15 and any(c["layers"][0]["stall_cycles"] > 0 for c in cases)
     pinned = {"os": None, "ws": "filter_dram_reads", "is": "ifmap_dram_reads"}
-    for case in cases:
-        mem, ref = _run(case), case["layers"][0]
-        what = (case["workload"], case["array"], case["dataflow"], case["sram_kb"], case["bandwidth"])
+    for case, got in _runs(cases, "closed-form"):
+        what, ref = _what(case), case["layers"][0]
         if pinned[case["dataflow"]] and case["array"] != [4, 256]:  # 4x256 is: 25% low (see _memory)
-            assert _got(mem, pinned[case["dataflow"]]) == ref[pinned[case["dataflow"]]], what
-        np.testing.assert_allclose(_got(mem, "ofmap_dram_writes"), ref["ofmap_dram_writes"], rtol=2e-3)
+            assert got[pinned[case["dataflow"]]].tolist() == [ref[pinned[case["dataflow"]]]], what
+        np.testing.assert_allclose(got["ofmap_dram_writes"], ref["ofmap_dram_writes"], rtol=2e-3)
         if case["sram_kb"] == 64:
-            assert _got(mem, "ifmap_dram_reads") == ref["ifmap_dram_reads"], what
-            assert _got(mem, "stall_cycles") == ref["stall_cycles"] == 0, what
+            assert got["ifmap_dram_reads"].tolist() == [ref["ifmap_dram_reads"]], what
+            assert got["stall_cycles"].tolist() == [ref["stall_cycles"]] == [0], what
         if case["sram_kb"] == 2 and case["array"] == [8, 8]:
-            assert ref["stall_cycles"] > 0 and _got(mem, "stall_cycles") > 0, what
-        assert _got(mem, "cycles") == _got(mem, "stall_cycles") + ref["total_cycles"] - ref["stall_cycles"]
+            assert ref["stall_cycles"] > 0 and got["stall_cycles"][0] > 0, what
+        assert got["cycles"][0] == got["stall_cycles"][0] + ref["total_cycles"] - ref["stall_cycles"]
+
+
+def test_trace_model_under_jit_and_vmap():
+    """The trace model is a host callback: one trace for any SRAM size, and vmap over memories gives the
+    same counts as separate calls."""
+    topo = systolic.load_topology("alexnet")[5:8]
+    array = systolic.SystolicArray(8, 8)
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def run(topo, array, mem):
+        return systolic.simulate(topo, array, dataflow="ws", compat=True, memory=mem).memory
+
+    small, big = (run(topo, array, systolic.Memory(kb, kb, kb, dram_model="trace")) for kb in (2, 64))
+    eager = systolic.simulate(topo, array, dataflow="ws", compat=True,
+                              memory=systolic.Memory(64, 64, 64, dram_model="trace")).memory
+    for key in ("ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes", "stall_cycles", "dram_stop"):
+        assert np.array_equal(np.asarray(getattr(big, key)), np.asarray(getattr(eager, key))), key
+    # every operand of these layers fits 64 kB: each word is read once
+    assert np.array_equal(np.asarray(big.filter_dram_reads), np.asarray(topo.k * topo.n))
+    assert bool(jnp.all(small.ifmap_dram_reads > big.ifmap_dram_reads))
+
+    def one(kb):
+        mem = systolic.Memory(kb, kb, kb, dram_model="trace")
+        return systolic.simulate(topo, array, dataflow="ws", compat=True, memory=mem).memory.ifmap_dram_reads
+
+    both = jax.vmap(one)(jnp.array([2, 64]))
+    assert np.array_equal(np.asarray(both), np.stack([small.ifmap_dram_reads, big.ifmap_dram_reads]))
+
+
+def test_config_memory_and_errors(tmp_path):
+    p = tmp_path / "u.cfg"
+    p.write_text("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 2\n"
+                 "FilterSramSzkB: 4\nOfmapSramSzkB: 8\nBandwidth : 3\n[layout]\nIfmapSRAMBankBandwidth: 2\n"
+                 "FilterSRAMBankBandwidth: 5\n[run_presets]\nInterfaceBandwidth: USER\n")
+    mem = systolic.read_config(p).memory
+    assert mem.mode == "USER" and mem.dram_model == "closed-form"
+    assert [int(x) for x in (mem.ifmap_sram_kb, mem.filter_sram_kb, mem.ofmap_sram_kb)] == [2, 4, 8]
+    assert [int(x) for x in (mem.ifmap_bandwidth, mem.filter_bandwidth, mem.ofmap_bandwidth)] == [2, 5, 3]
+    assert systolic.parse_config("[general]\nrun_name = x\n").memory.mode == "CALC"
+    with pytest.raises(ValueError, match="give all of"):
+        systolic.Memory(64, 64, 64, ifmap_bandwidth=10)
+    with pytest.raises(ValueError, match="`ofmap_sram_kb` must be >= 1"):
+        systolic.Memory(64, 64, 0)
+    with pytest.raises(ValueError, match="`dram_model` must be one of"):
+        systolic.Memory(64, 64, 64, dram_model="exact")
+    layer, array = systolic.gemm(8, 8, 8), systolic.SystolicArray(4, 4)
+    with pytest.raises(TypeError, match="`memory` must be"):
+        systolic.simulate(layer, array, memory=64)
+    with pytest.raises(ValueError, match="`ifmap_words` is used by the memory model only"):
+        systolic.simulate(layer, array, ifmap_words=64)
+    assert systolic.simulate(layer, array).memory is None
 
 
 def test_memory_under_jit_and_batched():
@@ -112,23 +210,80 @@ def test_memory_under_jit_and_batched():
     assert not np.any(np.asarray(grid.memory.stall_cycles))
 
 
-def test_config_memory_and_errors(tmp_path):
-    p = tmp_path / "u.cfg"
-    p.write_text("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 2\n"
-                 "FilterSramSzkB: 4\nOfmapSramSzkB: 8\nBandwidth : 3\n[layout]\nIfmapSRAMBankBandwidth: 2\n"
-                 "FilterSRAMBankBandwidth: 5\n[run_presets]\nInterfaceBandwidth: USER\n")
-    mem = systolic.read_config(p).memory
-    assert mem.mode == "USER"
-    assert [int(x) for x in (mem.ifmap_sram_kb, mem.filter_sram_kb, mem.ofmap_sram_kb)] == [2, 4, 8]
-    assert [int(x) for x in (mem.ifmap_bandwidth, mem.filter_bandwidth, mem.ofmap_bandwidth)] == [2, 5, 3]
-    assert systolic.parse_config("[general]\nrun_name = x\n").memory.mode == "CALC"
-    with pytest.raises(ValueError, match="give all of"):
-        systolic.Memory(64, 64, 64, ifmap_bandwidth=10)
-    with pytest.raises(ValueError, match="`ofmap_sram_kb` must be >= 1"):
-        systolic.Memory(64, 64, 0)
-    layer, array = systolic.gemm(8, 8, 8), systolic.SystolicArray(4, 4)
-    with pytest.raises(TypeError, match="`memory` must be"):
-        systolic.simulate(layer, array, memory=64)
-    with pytest.raises(ValueError, match="`ifmap_words` is used by the memory model only"):
-        systolic.simulate(layer, array, ifmap_words=64)
-    assert systolic.simulate(layer, array).memory is None
+# --------------------------------------------------------------------------------------------------
+# Against live SCALE-Sim (skipped where it is not installed)
+# --------------------------------------------------------------------------------------------------
+
+
+class _ArrayDims:
+    sparsity_support = False
+    sparsity_optimized_mapping = False
+
+    def __init__(self, rows, cols):
+        self.dims = rows, cols
+
+    def get_array_dims(self):
+        return self.dims
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws", "is"])
+def test_trace_streams_are_scalesims(dataflow):
+    """The trace model's operand streams, prefetch orders and ofmap demand counts are the matrices
+    SCALE-Sim's compute modules build, element for element (small layers, odd array shapes)."""
+    pytest.importorskip("scalesim")
+    from scalesim.compute.operand_matrix import operand_matrix
+    from scalesim.compute.systolic_compute_is import systolic_compute_is
+    from scalesim.compute.systolic_compute_os import systolic_compute_os
+    from scalesim.compute.systolic_compute_ws import systolic_compute_ws
+
+    compute = {"os": systolic_compute_os, "ws": systolic_compute_ws, "is": systolic_compute_is}[dataflow]
+    for h, w, fh, fw, c, nf, s in [(10, 10, 3, 3, 4, 6, 1), (13, 11, 3, 2, 3, 5, 2), (9, 9, 2, 2, 1, 3, 3)]:
+        ho, wo = -(-(h - fh + s) // s), -(-(w - fw + s) // s)
+        om = operand_matrix()
+        om.ifmap_offset, om.ifmap_rows, om.ifmap_cols, om.filter_cols = 0, h, w, fw
+        om.row_stride = om.col_stride = s
+        om.num_input_channels, om.ofmap_cols = c, wo
+        i, j = np.meshgrid(np.arange(ho * wo), np.arange(fh * fw * c), indexing="ij")
+        X = _memory._im2col(h, w, fh, fw, c, s, s, ho, wo)
+        assert np.array_equal(om.calc_ifmap_elem_addr(i, j), X)
+        M, K = X.shape
+        Y = np.arange(nf)[None, :] * K + np.arange(K)[:, None]
+        for R, C in [(4, 5), (8, 3), (1, 6), (16, 16)]:
+            sim = compute()
+            sim.set_params(config_obj=_ArrayDims(R, C), ifmap_op_mat=X, filter_op_mat=Y,
+                           ofmap_op_mat=np.arange(M)[:, None] * nf + np.arange(nf)[None, :])
+            ops, prefetch, g = _memory._layout(dataflow, X, nf, R, C, h * w * c, bool((X >= 0).all()))
+            demands = sim.get_demand_matrices()
+            for op, demand, pf, (mat, diagonal) in zip(ops, demands, sim.get_prefetch_matrices(),
+                                                        (p() for p in prefetch)):
+                rows, cols = np.nonzero(demand != -1)
+                addr, cycles = op.stream()
+                assert np.array_equal(demand[rows, cols], addr) and np.array_equal(rows, cycles)
+                if diagonal:
+                    order = np.empty(mat.size, np.int64)
+                    order[_memory._diag_order(*mat.shape).reshape(-1)] = np.arange(mat.size)
+                    mat = mat.reshape(-1)[order]
+                assert np.array_equal(np.asarray(pf).reshape(-1), mat.reshape(-1))
+            counts = _memory._ofmap_counts(dataflow, R, C, g["T"], g["sr"], g["sc"], g["rf"], g["cf"], g["L"])
+            assert np.array_equal((demands[2] != -1).sum(1), counts)
+
+
+@pytest.mark.slow  # ~3 s (more on a busy machine): runs SCALE-Sim, USER mode included
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # SCALE-Sim leaves its CSV files open
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_trace_model_matches_live_scalesim(tmp_path):
+    """A layer outside the stored grid (a 5x5 convolution, odd array shapes), CALC and USER mode."""
+    pytest.importorskip("scalesim")
+    rows = ["c5, 14, 13, 5, 5, 3, 20, 1,"]
+    topo = systolic.parse_topology("\n".join([CONV_HEADER, *rows]))
+    for array, df, mode, bw in [((6, 10), "os", "USER", 3), ((12, 5), "ws", "CALC", 10),
+                                ((5, 7), "is", "USER", 2)]:
+        ref = run_scalesim(rows, array, df, gemm=False, workdir=tmp_path / f"{df}{mode}", sram_kb=1,
+                           mode=mode, bandwidth=bw)[0]
+        user = dict(ifmap_bandwidth=bw, filter_bandwidth=bw, ofmap_bandwidth=bw) if mode == "USER" else {}
+        mem = systolic.simulate(topo, systolic.SystolicArray(*array), dataflow=df, compat=True,
+                                memory=systolic.Memory(1, 1, 1, dram_model="trace", **user)).memory
+        keys = ("ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes", "stall_cycles")
+        got = [int(np.asarray(getattr(mem, key))[0]) for key in (*keys, "cycles")]
+        want = [ref[key] for key in (*keys, "total_cycles")]
+        assert got == want, (array, df, mode)
