@@ -30,6 +30,12 @@ from ._agent import Hypothesis as Hypothesis
 from ._agents_refine import ResidualAgent as ResidualAgent
 from ._agents_refine import SimplifierAgent as SimplifierAgent
 from ._agents_refine import skeleton as skeleton
+from ._agents_regression import DimensionalAgent as DimensionalAgent
+from ._agents_regression import PowerLawAgent as PowerLawAgent
+from ._agents_regression import SparseRegressionAgent as SparseRegressionAgent
+from ._agents_search import EnumerationAgent as EnumerationAgent
+from ._agents_search import GeneticAgent as GeneticAgent
+from ._agents_search import SeparabilityAgent as SeparabilityAgent
 
 # --- the collective (symbolic/discovery/_collective.py) ---
 from ._collective import Discovery as Discovery

@@ -204,10 +204,12 @@ def _probe_rows(X: np.ndarray, key) -> np.ndarray:
 
 def _extrapolation_nmse(h: Hypothesis, data: _Data, key, fit_options: dict) -> float:
     """Refit ``h``'s skeleton on the interior rows; NMSE on the shell."""
-    Xi, yi = data.X[data.interior], data.y[data.interior]
     Xs, ys = data.X[data.shell], data.y[data.shell]
-    try:
-        r = fit_constants(h.expr, Xi, yi, key=key, grammar=data.grammar, snap=False, **fit_options)
+    mask = np.zeros(data.y.shape[0])
+    mask[data.interior] = 1.0
+    try:  # a 0/1 weight mask: the compiled kernels of the whole data are reused
+        r = fit_constants(h.expr, data.X, data.y, key=key, grammar=data.grammar, snap=False, weights=mask,
+                          **fit_options)
     except ValueError:
         return math.inf
     if not r.valid:
@@ -374,27 +376,11 @@ def _check_data(X: Any, y: Any, variables: Any) -> tuple[np.ndarray, np.ndarray,
 def default_agents() -> tuple[AbstractAgent, ...]:
     """The default (no-LLM) engine: every algorithmic agent with its default configuration."""
     from ._agents_refine import ResidualAgent, SimplifierAgent
+    from ._agents_regression import DimensionalAgent, PowerLawAgent, SparseRegressionAgent
+    from ._agents_search import EnumerationAgent, GeneticAgent, SeparabilityAgent
 
-    agents: list[AbstractAgent] = []
-    try:
-        from ._agents_regression import PowerLawAgent, SparseRegressionAgent
-
-        agents += [SparseRegressionAgent(), PowerLawAgent()]
-    except ImportError:  # pragma: no cover - while the family is being written
-        pass
-    try:
-        from ._agents_regression import DimensionalAgent
-
-        agents.append(DimensionalAgent())
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from ._agents_search import EnumerationAgent, GeneticAgent
-
-        agents += [EnumerationAgent(), GeneticAgent()]
-    except ImportError:  # pragma: no cover
-        pass
-    return (*agents, ResidualAgent(), SimplifierAgent())
+    return (SparseRegressionAgent(), PowerLawAgent(), DimensionalAgent(), EnumerationAgent(),
+            GeneticAgent(), SeparabilityAgent(), ResidualAgent(), SimplifierAgent())
 
 
 def discover(

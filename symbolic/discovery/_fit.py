@@ -233,7 +233,7 @@ def _lm(fun, x0, *, iters: int):
 # --------------------------------------------------------------------------------------------------
 
 
-def _projected(parts: Program, X, y, nl_mask, lin_mask):
+def _projected(parts: Program, X, y, sw, nl_mask, lin_mask):
     """``theta -> (residual, full constants)`` with the linear constants solved by least squares.
 
     ``parts`` holds ``1 + n_c`` programs: the offset ``r0`` and one basis ``phi_j`` per constant (a zero
@@ -248,8 +248,8 @@ def _projected(parts: Program, X, y, nl_mask, lin_mask):
             lambda t: _run(Program(t[0], t[1], t[2], parts.grammar), X, c),
             (parts.opcodes, parts.index, parts.literal),
         )
-        b = y - V[0]
-        A = jnp.where(lin_mask, V[1:].T, 0.0)
+        b = sw * (y - V[0])
+        A = jnp.where(lin_mask, sw[:, None] * V[1:].T, 0.0)
         norm = jnp.sqrt(jnp.sum(A * A, axis=0))
         active = lin_mask & (norm > 0)
         safe = jnp.where(active, norm, 1.0)
@@ -265,9 +265,9 @@ _LOG_LO, _LOG_HI = math.log(1e-3), math.log(1e6)
 
 
 @eqx.filter_jit
-def _fit_core(parts, X, y, nl_mask, lin_mask, u, sign, *, n_starts: int, iters: int):
+def _fit_core(parts, X, y, sw, nl_mask, lin_mask, u, sign, *, n_starts: int, iters: int):
     """Screen all starts ``theta = sign * exp(u)`` (rows), LM from the best ``n_starts``, best result."""
-    run = _projected(parts, X, y, nl_mask, lin_mask)
+    run = _projected(parts, X, y, sw, nl_mask, lin_mask)
     param = lambda u_, s_: jnp.where(nl_mask, s_ * jnp.exp(u_), 0.0)
     losses = jax.vmap(lambda u_, s_: _sq(run(param(u_, s_))[0]))(u, sign)
     losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
@@ -325,8 +325,9 @@ def _check_int(v: Any, name: str, lo: int) -> int:
     return int(v)
 
 
-def _round_up(n: int, m: int) -> int:
-    return max(m, -(-n // m) * m)
+def _bucket(n: int, lo: int) -> int:
+    """The power of two >= max(n, lo): few distinct padded shapes, hence few compiled kernels."""
+    return max(lo, 1 << max(0, int(n) - 1).bit_length())
 
 
 class _Problem(eqx.Module):
@@ -335,9 +336,10 @@ class _Problem(eqx.Module):
     grammar: Grammar
     X: Any
     y: Any
+    sw: Any  # square roots of the row weights
     n_c: int  # constants of the original skeleton
-    n_pad: int  # padded constant count (multiple of 4): same kernel for different skeletons
-    len_pad: int  # padded program length (multiple of 8)
+    n_pad: int  # padded constant count (power of two >= 4): same kernel for different skeletons
+    len_pad: int  # padded program length (power of two >= 16)
     n_screen: int
     n_starts: int
     iters: int
@@ -354,14 +356,15 @@ class _Problem(eqx.Module):
         # snapping can lengthen a part (a snapped constant of a subtracted term becomes a (-1)* factor):
         # such a part gets the next padded length rather than an error
         longest = max(sum(1 for _ in _walk(p)) for p in parts_exprs)
-        parts = compile_programs(parts_exprs, self.grammar, max_len=max(self.len_pad, _round_up(longest, 8)))
+        parts = compile_programs(parts_exprs, self.grammar, max_len=max(self.len_pad, _bucket(longest, 16)))
         nl_mask = np.array([j in present and j not in lin_idx for j in range(self.n_pad)])
         lin_mask = np.array([j in lin_idx for j in range(self.n_pad)])
-        # the work follows the number of nonlinear constants: none -> one least-squares solve; one
-        # -> 256 screened points (0.035 decades apart over 1e-3..1e6 and both signs), x4 per further one
+        # the work follows the number of nonlinear constants: none -> one least-squares solve; one or
+        # two -> 512 screened points (one: 0.035 decades apart over 1e-3..1e6 and both signs); more ->
+        # 2048 (two classes only: every class is another compiled kernel)
         n_nl = int(nl_mask.sum())
         n_starts = 1 if n_nl == 0 else self.n_starts
-        n_screen = 1 if n_nl == 0 else min(self.n_screen, max(n_starts, 256 * 4 ** (n_nl - 1)))
+        n_screen = 1 if n_nl == 0 else min(self.n_screen, max(n_starts, 512 if n_nl <= 2 else 2048))
         iters = 1 if n_nl == 0 else self.iters
         u, sign = _starts(key, n_screen, self.n_pad, jnp.zeros((), jnp.float64))
         if start is not None:  # the previous solution is the first screened point
@@ -373,6 +376,7 @@ class _Problem(eqx.Module):
             parts,
             self.X,
             self.y,
+            self.sw,
             jnp.asarray(nl_mask),
             jnp.asarray(lin_mask),
             u,
@@ -380,7 +384,7 @@ class _Problem(eqx.Module):
             n_starts=n_starts,
             iters=iters,
         )
-        return np.array(c, np.float64)[: self.n_c], float(f) / self.y.shape[0]
+        return np.array(c, np.float64)[: self.n_c], float(f) / float(jnp.sum(self.sw * self.sw))
 
 
 def fit_constants(
@@ -396,6 +400,7 @@ def fit_constants(
     snap: bool = True,
     snap_rtol: float = 1e-4,
     max_denominator: int = 12,
+    weights: Any = None,
 ) -> FitResult:
     """Fit the constants ``c0, c1, ...`` of ``expr`` to ``y ~ expr(X)`` by least squares, in float64.
 
@@ -408,8 +413,8 @@ def fit_constants(
     stays within 1% (plus ``1e-18 * var(y)``) of the unsnapped fit.
 
     The computation runs under ``sciml.backend.precision("float64")``; results are host values.
-    Program length and constant count are padded (to multiples of 8 and 4), so skeletons of similar size
-    on the same data share one compiled kernel.
+    Program length and constant count are padded (to powers of two, at least 16 and 4), so skeletons of
+    similar size on the same data share one compiled kernel.
 
     Args:
         expr: the skeleton.
@@ -418,13 +423,16 @@ def fit_constants(
         key: PRNG key for the multi-start sample.
         grammar: operator set (default :func:`default_grammar`).
         n_starts: LM starts kept after screening.
-        n_screen: screened points at most (>= n_starts): ``256 * 4**(k-1)`` are used for ``k``
-            nonlinear constants, up to ``n_screen``; a skeleton whose constants are all linear is one
-            least-squares solve (no screening, no LM).
+        n_screen: screened points at most (>= n_starts): 512 are used for one or two nonlinear
+            constants, 2048 for more, up to ``n_screen``; a skeleton whose constants are all linear is
+            one least-squares solve (no screening, no LM).
         iters: LM iteration cap.
         snap: snap constants to simple values and refit.
         snap_rtol: relative tolerance of snapping.
         max_denominator: largest denominator ``q`` of snapped rationals.
+        weights: optional ``(n_rows,)`` non-negative row weights (the loss is the weighted mean of the
+            squared errors). A 0/1 mask fits on a subset of the rows with the compiled kernel of the
+            whole data (the collective's critic refits on its interior rows this way).
 
     Returns:
         a :class:`FitResult`.
@@ -449,6 +457,13 @@ def fit_constants(
     n_screen = _check_int(n_screen, "n_screen", n_starts)
     iters = _check_int(iters, "iters", 1)
     Xn, yn = _check_data(X, y)
+    if weights is None:
+        wn = np.ones_like(yn)
+    else:
+        wn = np.asarray(weights, np.float64)
+        if wn.shape != yn.shape or not np.all(np.isfinite(wn)) or np.any(wn < 0) or not np.any(wn > 0):
+            raise ValueError(f"`weights` must be (n_rows,) = ({yn.shape[0]},), finite, >= 0 and not all "
+                             f"zero; got shape {wn.shape}")
     for e in _walk(expr):
         if isinstance(e, Call) and e.op not in grammar.names:
             raise ValueError(f"`expr` uses operator {e.op!r}, not in the grammar {list(grammar.names)}")
@@ -461,9 +476,10 @@ def fit_constants(
             grammar=grammar,
             X=jnp.asarray(Xn),
             y=jnp.asarray(yn),
+            sw=jnp.sqrt(jnp.asarray(wn)),
             n_c=n_c,
-            n_pad=_round_up(n_c, 4),
-            len_pad=_round_up(sum(1 for _ in _walk(expr)), 8),
+            n_pad=_bucket(n_c, 4),
+            len_pad=_bucket(sum(1 for _ in _walk(expr)), 16),
             n_screen=n_screen,
             n_starts=n_starts,
             iters=iters,

@@ -194,3 +194,18 @@ def test_fit_bad_inputs():
         d.fit_constants(_skeleton("c0*y", ["x", "y"]), x, np.ones(5), key=jax.random.key(0))
     with pytest.raises(TypeError, match="`expr`"):
         d.fit_constants("c0*x", x, np.ones(5), key=jax.random.key(0))
+
+
+def test_row_weights_fit_a_subset_with_the_same_kernel():
+    """A 0/1 mask fits the masked rows only: the same constants as fitting the subset itself."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.5, 2.0, (N, 1))
+    y = 2.0 * np.exp(-1.5 * x[:, 0])
+    y[: N // 4] += 5.0  # corrupted rows, masked out
+    mask = np.r_[np.zeros(N // 4), np.ones(N - N // 4)]
+    e = _skeleton("c0*exp(c1*x)", ["x"])
+    r = d.fit_constants(e, x, y, key=jax.random.key(0), weights=mask)
+    np.testing.assert_allclose(r.constants, [2.0, -1.5], rtol=1e-9)
+    assert r.loss < 1e-25
+    with pytest.raises(ValueError, match="weights"):
+        d.fit_constants(e, x, y, key=jax.random.key(0), weights=np.zeros(N))
