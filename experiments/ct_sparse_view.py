@@ -189,7 +189,7 @@ def evaluate(model, task, views_list, sets, n_images, n_val, samples, steps, log
                     rows[name].append(score(rec, truth, y, clean, sec, scales.get(name, 1.0)))
             per_set[set_name] = {m: mean_rows(r) for m, r in rows.items()}
             summary = ", ".join(f"{m} {v['psnr']:.2f}" for m, v in per_set[set_name].items())
-            log(f"views {views} {set_name} ({len(rows['FBP'])} images): PSNR {summary}")
+            log(f"views {views} {set_name} ({len(next(iter(rows.values())))} images): PSNR {summary}")
         results["views"][views] = per_set
     return results
 

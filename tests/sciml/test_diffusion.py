@@ -102,6 +102,7 @@ def test_loss_of_the_exact_denoiser_is_one(schedule):
     assert float(dm.denoising_loss(worse, x0, jax.random.key(3))) == pytest.approx(loss + 0.09, abs=0.01)
 
 
+@pytest.mark.slow  # 28 s; the denoiser also runs in every diffusion-CT test
 def test_denoiser_preconditioning_and_condition_mask(getkey):
     net = nn.UNet(3, 1, channels=(8, 16), groups=4, key=getkey())
     # perturb every weight (the U-Net's last convolution starts at zero: output independent of input)

@@ -58,7 +58,7 @@ def _check(cands, ctx):
 
 
 @pytest.mark.parametrize("agent", AGENTS, ids=[a.name for a in AGENTS])
-@pytest.mark.parametrize("which", ["one", "three", "later"])
+@pytest.mark.parametrize("which", ["one", pytest.param("three", marks=pytest.mark.slow), "later"])
 def test_agent_protocol(agent, which):
     ctx = contexts()[which]
     key = jax.random.key(7)

@@ -132,6 +132,7 @@ def test_protected_semantics_are_ieee():
     assert np.isnan(out[0]) and np.isinf(out[1]) and np.isfinite(out[2])
 
 
+@pytest.mark.slow  # 10 s; custom operators also in the agents' tests
 def test_custom_operator_end_to_end():
     softplus_sym = sympy.Function("softplus")
     softplus = d.Operator("softplus", 1, jax.nn.softplus, softplus_sym)
