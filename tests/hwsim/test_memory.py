@@ -69,6 +69,7 @@ def _want(case, key):
 CONV_IFMAP_RTOL = {"os": 0.12, "ws": 0.05, "is": 0.19}
 
 
+@pytest.mark.slow  # 24 s; the same stored cases run exactly through the trace model by default
 def test_calc_mode_matches_scalesim():
     """Closed form, CALC mode: filter reads and ofmap writes exact on every case; ifmap reads exact for
     GEMMs and for convolutions whose ifmap fits the SRAM, within the measured bounds for those that do

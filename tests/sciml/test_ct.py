@@ -211,6 +211,7 @@ def test_fbp_recovers_shepp_logan_from_exact_data(filt):
     assert psnr(rec.image, truth) > (26 if filt == "ramp" else 21)  # measured 27.0 / 22.2
 
 
+@pytest.mark.slow  # 15 s; fan/cone projectors and FBP are covered by the other default tests
 def test_fbp_fan_and_fdk_scale():
     n = 32
     ph = ct.shepp_logan()

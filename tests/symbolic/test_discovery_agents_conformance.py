@@ -57,8 +57,12 @@ def _check(cands, ctx):
                 assert node.index < 64
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("agent", AGENTS, ids=[a.name for a in AGENTS])
-@pytest.mark.parametrize("which", ["one", pytest.param("three", marks=pytest.mark.slow), "later"])
+# the later-round context (3 variables, a global best, residual and hint) runs by default
+@pytest.mark.parametrize("which", [pytest.param(w, marks=SLOW) for w in ("one", "three")] + ["later"])
 def test_agent_protocol(agent, which):
     ctx = contexts()[which]
     key = jax.random.key(7)

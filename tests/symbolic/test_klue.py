@@ -94,6 +94,7 @@ def test_concept_classes_dead_and_threshold():
         F.concept_classes(dku, min_strength=1.0)
 
 
+@pytest.mark.slow  # 8 s; the axioms also run in the KLUE training tests
 def test_distinctness_axioms():
     # two concepts of class 0 that split its inputs, faithful and exclusive
     c = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
@@ -129,6 +130,7 @@ def test_consistent_axiom():
         F.distinctness_axioms(c, p, y, links, concepts_aug=c[:2])
 
 
+@pytest.mark.slow  # 6 s
 def test_dead_concepts_are_left_out_of_the_axioms():
     rng = np.random.default_rng(0)
     c = jnp.asarray(rng.random((8, 3)), jnp.float32)
