@@ -504,6 +504,10 @@ _KINDS = {
 }
 
 
+# fields a file may omit (older files): the constructor's default applies
+_OPTIONAL = {"parallel": ("projector",)}
+
+
 def _jsonable(v):
     return list(v) if isinstance(v, tuple) else np.asarray(v).tolist()
 
@@ -515,6 +519,7 @@ def _geometry_dict(geometry: AbstractGeometry) -> dict:
                  "units": {"angles": "radians", "lengths": "one unit for every length (pixel_size's)"},
                  "angles": _jsonable(geometry.angles)}
             d.update({key: _jsonable(getattr(geometry, attr)) for key, attr in fields.items()})
+            d.update({key: getattr(geometry, key) for key in _OPTIONAL.get(name, ())})
             return d
     raise TypeError(f"`geometry` must be a ParallelBeam, FanBeam or ConeBeam, got {type(geometry).__name__}")
 
@@ -534,7 +539,8 @@ def _geometry_from(d: Any, where: Path) -> AbstractGeometry:
     if missing:
         raise ValueError(f"{where}: missing field(s) {missing} for a {kind!r} geometry")
     try:
-        return make(d["angles"], **{k: d[k] for k in fields})
+        return make(d["angles"], **{k: d[k] for k in fields},
+                    **{k: d[k] for k in _OPTIONAL.get(kind, ()) if k in d})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: invalid {kind!r} geometry: {e}") from e
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import abc
 import functools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -74,6 +74,10 @@ def check_shape(value: Any, ndim: int, name: str) -> tuple[int, ...]:
     return shape
 
 
+# the projector discretisations (see sciml.ct._projector); "strip" is for 2D parallel beam only
+PROJECTORS = ("joseph", "strip")
+
+
 def check_count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}")
@@ -89,6 +93,8 @@ class AbstractGeometry(eqx.Module):
 
     angles: eqx.AbstractVar[Float[Array, " n_angles"]]
     image_shape: eqx.AbstractVar[tuple[int, ...]]
+    # the projector's discretisation: "joseph" (ASTRA's 'linear'), or "strip" (2D parallel beam)
+    projector: eqx.AbstractVar[str]
 
     @property
     @abc.abstractmethod
@@ -159,6 +165,9 @@ class ParallelBeam(_AbstractBeam2D):
     pixel_size: Float[Array, ""]
     detector_count: int = eqx.field(static=True)
     image_shape: tuple[int, int] = eqx.field(static=True)
+    projector: str = eqx.field(static=True)
+    # "strip": how many detector bins one pixel's footprint can touch (ceil(sqrt 2 px / spacing) + 1)
+    strip_bins: int = eqx.field(static=True)
 
     def rays(self, angle):
         e_u, e_r = _frame(angle)
@@ -176,6 +185,8 @@ class FanBeam(_AbstractBeam2D):
     pixel_size: Float[Array, ""]
     detector_count: int = eqx.field(static=True)
     image_shape: tuple[int, int] = eqx.field(static=True)
+
+    projector: ClassVar[str] = "joseph"
 
     def rays(self, angle):
         e_u, e_r = _frame(angle)
@@ -204,6 +215,8 @@ class ConeBeam(AbstractGeometry):
     @property
     def voxel(self):
         return self.voxel_size
+
+    projector: ClassVar[str] = "joseph"
 
     def rays(self, angle):
         e_u, e_r = _frame(angle)
@@ -251,7 +264,7 @@ def _eager(constructor):
 
 @_eager
 def parallel_beam(angles, detector_count: int, image_shape, *, detector_spacing=1.0, pixel_size=1.0,
-                  detector_offset=0.0) -> ParallelBeam:
+                  detector_offset=0.0, projector: str = "joseph") -> ParallelBeam:
     """2D parallel-beam geometry.
 
     Args:
@@ -261,13 +274,16 @@ def parallel_beam(angles, detector_count: int, image_shape, *, detector_spacing=
         detector_spacing: bin width, in the length unit of ``pixel_size`` (default 1 = one pixel).
         pixel_size: pixel edge length (default 1).
         detector_offset: shift of the detector centre along e_u (default 0).
+        projector: the discretisation of :func:`project` -- ``"joseph"`` (line integrals with linear
+            interpolation; ASTRA's ``linear``) or ``"strip"`` (pixel-strip intersection areas over
+            the bin width; ASTRA's ``strip``).
 
     Returns:
         A :class:`ParallelBeam`.
 
     Raises:
-        ValueError: empty or non-finite angles, non-positive sizes, or a detector narrower than the
-            image's inscribed circle (the field of view).
+        ValueError: empty or non-finite angles, non-positive sizes, a detector narrower than the
+            image's inscribed circle (the field of view), or an unknown ``projector``.
 
     Example:
         >>> import numpy as np, sciml
@@ -275,12 +291,16 @@ def parallel_beam(angles, detector_count: int, image_shape, *, detector_spacing=
         >>> g.sinogram_shape
         (60, 92)
     """
+    if projector not in PROJECTORS:
+        raise ValueError(f"`projector` must be one of {sorted(PROJECTORS)}, got {projector!r}")
+    spacing, px = _positive(detector_spacing, "detector_spacing"), _positive(pixel_size, "pixel_size")
     g = ParallelBeam(
-        angles=_angles(angles), detector_spacing=_positive(detector_spacing, "detector_spacing"),
-        detector_offset=_finite(detector_offset, "detector_offset"),
-        pixel_size=_positive(pixel_size, "pixel_size"),
+        angles=_angles(angles), detector_spacing=spacing,
+        detector_offset=_finite(detector_offset, "detector_offset"), pixel_size=px,
         detector_count=check_count(detector_count, "detector_count"),
-        image_shape=check_shape(image_shape, 2, "image_shape"),
+        image_shape=check_shape(image_shape, 2, "image_shape"), projector=projector,
+        strip_bins=math.ceil(math.sqrt(2) * float(px) / float(spacing) * (1 + 1e-6)) + 1
+        if projector == "strip" else 0,
     )
     half = 0.5 * g.detector_count * float(g.detector_spacing)
     lo, hi = -half + float(g.detector_offset), half + float(g.detector_offset)

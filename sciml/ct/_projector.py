@@ -1,4 +1,14 @@
-r"""The forward projector A (Joseph's method) and the back-projector A^T (its exact transpose).
+r"""The forward projector A and the back-projector A^T (its exact transpose).
+
+Two discretisations, chosen by the geometry's ``projector`` (ASTRA's names in brackets):
+
+* ``"joseph"`` (ASTRA ``linear``; every geometry) -- Joseph's method, below.
+* ``"strip"`` (ASTRA ``strip``; 2D parallel beam) -- the area of intersection of each pixel with
+  each detector bin's strip, divided by the bin width: a pixel's footprint on the detector is the
+  trapezoid that a uniform square projects to, and its weight in a bin is the trapezoid's mass over
+  the bin, in closed form (see :func:`_trapezoid_cdf`). The model of a detector that integrates over
+  its bin width; it differs from Joseph's by ~0.5% on smooth images and is the one ASTRA's
+  ``strip`` SIRT/CGLS use.
 
 Joseph (1982), "An improved algorithm for reprojecting rays through pixel images", IEEE TMI 1(3):
 a ray is cut by the planes of pixel centres along the axis it crosses fastest (x or y); at each
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -72,7 +83,55 @@ def _along(padded, shape, px, o, d, axis: int):
     return v.sum(axis=1) * (px / jnp.abs(safe))
 
 
-def _project_one(image: Float[Array, "..."], geometry: AbstractGeometry):
+def _trapezoid_cdf(t, hi, lo):
+    """CDF at ``t`` of the sum of uniforms on [-hi, hi] and [-lo, lo] (hi >= lo >= 0): the mass of
+    a pixel's footprint left of ``t``. Written piecewise so that lo -> 0 (a box) stays exact."""
+    lo_safe = jnp.maximum(lo, jnp.finfo(t.dtype).tiny ** 0.5)
+    a, b = hi + lo, hi - lo
+    rise = jnp.square(jnp.clip(t + a, 0.0, 2 * lo)) / (8 * hi * lo_safe)
+    fall = 1 - jnp.square(jnp.clip(a - t, 0.0, 2 * lo)) / (8 * hi * lo_safe)
+    middle = 0.5 + t / (2 * hi)
+    return jnp.where(t <= -b, rise, jnp.where(t < b, middle, fall))
+
+
+def _strip_project_one(image, geometry):
+    """Pixel-driven strip-area projection of one 2D image (parallel beam): each pixel adds its
+    footprint's mass over the ``geometry.strip_bins`` bins it can touch (a scatter-add; the
+    back-projection, its transpose, is a gather)."""
+    ny, nx = geometry.image_shape
+    dt = image.dtype
+    px = geometry.pixel_size.astype(dt)
+    w = geometry.detector_spacing.astype(dt)
+    n = geometry.detector_count
+    x = (jnp.arange(nx, dtype=dt) - (nx - 1) / 2) * px
+    y = ((ny - 1) / 2 - jnp.arange(ny, dtype=dt)) * px
+    edge0 = -0.5 * n * w + geometry.detector_offset.astype(dt)  # left edge of bin 0
+    j = jnp.arange(geometry.strip_bins)
+
+    def view(angle):
+        c, s = jnp.cos(angle.astype(dt)), jnp.sin(angle.astype(dt))
+        uc = (x[None, :] * c + y[:, None] * s).reshape(-1)
+        ac, as_ = 0.5 * px * jnp.abs(c), 0.5 * px * jnp.abs(s)
+        hi, lo = jnp.maximum(ac, as_), jnp.minimum(ac, as_)
+        # the bins a footprint can touch were counted at construction; a spacing changed since
+        # (e.g. with eqx.tree_at) could need more
+        span = eqx.error_if(2 * (hi + lo), 2 * (hi + lo) > (geometry.strip_bins - 1) * w,
+                            "strip projector: a pixel footprint spans more detector bins than "
+                            "geometry.strip_bins; rebuild the geometry with parallel_beam(...)")
+        first = jnp.floor((uc - 0.5 * span - edge0) / w).astype(jnp.int32)
+        bins = first[:, None] + j[None, :]
+        left = edge0 + bins.astype(dt) * w - uc[:, None]
+        mass = _trapezoid_cdf(left + w, hi, lo) - _trapezoid_cdf(left, hi, lo)
+        valid = (bins >= 0) & (bins < n)
+        weight = jnp.where(valid, mass, 0.0) * (px * px / w)
+        vals = weight * image.reshape(-1)[:, None]
+        return jnp.zeros(n, dt).at[jnp.clip(bins, 0, n - 1)].add(vals)
+
+    batch = max(1, min(geometry.angles.shape[0], _SAMPLES_PER_CHUNK // (nx * ny * geometry.strip_bins)))
+    return jax.lax.map(view, geometry.angles, batch_size=batch)
+
+
+def _joseph_project_one(image: Float[Array, "..."], geometry: AbstractGeometry):
     shape = geometry.image_shape
     padded = jnp.pad(image, 1)
     px = geometry.voxel.astype(image.dtype)
@@ -88,6 +147,14 @@ def _project_one(image: Float[Array, "..."], geometry: AbstractGeometry):
     samples = (shape[-1] + shape[-2]) * math.prod(geometry.sinogram_shape[1:])
     batch = max(1, min(geometry.angles.shape[0], _SAMPLES_PER_CHUNK // samples))
     return jax.lax.map(view, geometry.angles, batch_size=batch)
+
+
+# the geometry's ``projector`` (validated by its constructor) -> the kernel projecting one image
+_KERNELS = {"joseph": _joseph_project_one, "strip": _strip_project_one}
+
+
+def _project_one(image: Float[Array, "..."], geometry: AbstractGeometry):
+    return _KERNELS[geometry.projector](image, geometry)
 
 
 def checked_data(x, geometry, shape_attr: str, name: str, *, batched: bool = True):

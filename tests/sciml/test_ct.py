@@ -20,6 +20,8 @@ def geometries():
     return {
         "parallel": ct.parallel_beam(PAR, 48, (32, 32)),
         "parallel-rect": ct.parallel_beam(PAR, 40, (24, 36), detector_spacing=0.8, pixel_size=1.3),
+        "strip": ct.parallel_beam(PAR, 48, (24, 36), detector_spacing=0.7, pixel_size=1.3,
+                                  detector_offset=0.3, projector="strip"),
         "fan": ct.fan_beam(FULL, 64, (32, 32), source_origin=64.0, origin_detector=32.0),
         "cone": ct.cone_beam(FULL[::3], (20, 64), (16, 32, 32), source_origin=64.0,
                              origin_detector=32.0),
@@ -30,7 +32,7 @@ def rel(a, b):
     return float(jnp.linalg.norm(jnp.ravel(a - b)) / jnp.linalg.norm(jnp.ravel(b)))
 
 
-@pytest.mark.parametrize("name", ["parallel", "parallel-rect", "fan", "cone"])
+@pytest.mark.parametrize("name", ["parallel", "parallel-rect", "strip", "fan", "cone"])
 def test_backproject_is_exact_adjoint(name, getkey):
     g = geometries()[name]
     x = jax.random.normal(getkey(), g.image_shape)
@@ -48,6 +50,24 @@ def test_unit_square_central_rays():
     assert float(s[0, 4]) == pytest.approx(10.0, rel=1e-6)
     assert float(s[1, 4]) == pytest.approx(10.0, rel=1e-6)
     assert float(s[2, 4]) == pytest.approx(10 * np.sqrt(2), rel=2e-2)
+
+
+def test_strip_weights_are_pixel_strip_areas():
+    """Closed forms: a pixel's strip weights are its intersection areas with the bins' strips over
+    the bin width -- a box at 0 degrees, a triangle at 45 degrees -- and sum to the pixel's area."""
+    g = ct.parallel_beam(np.array([0.0, np.pi / 4, 0.3]), 9, (1, 1), projector="strip")
+    s = np.asarray(ct.project(jnp.ones((1, 1)), g))
+    np.testing.assert_allclose(s[0], np.eye(9)[4], atol=1e-7)  # the pixel fills bin 4 exactly
+    # 45 degrees: footprint a triangle on [-1/sqrt2, 1/sqrt2]; bin 4 = [-1/2, 1/2] holds
+    # 1 - 2 * (1/sqrt2 - 1/2)^2 (two corner triangles of the unit-mass triangle cut off)
+    side = (1 / np.sqrt(2) - 0.5) ** 2
+    np.testing.assert_allclose(s[1, 3:6], [side, 1 - 2 * side, side], rtol=1e-5)
+    np.testing.assert_allclose(s.sum(1), 1.0, rtol=1e-6)  # area / bin width, all mass on the detector
+    # a constant image: the central bin is the chord length through the image, at any angle
+    g = ct.parallel_beam(np.array([0.0, 0.3, 2.0]), 24, (8, 8), projector="strip")
+    central = np.asarray(ct.project(jnp.ones((8, 8)), g))[:, 11:13].mean(1)
+    np.testing.assert_allclose(central, 8 / np.maximum(np.abs(np.cos([0.0, 0.3, 2.0])),
+                                                        np.abs(np.sin([0.0, 0.3, 2.0]))), rtol=1e-5)
 
 
 def test_orientation_follows_astra_convention():
@@ -154,6 +174,12 @@ def test_agrees_with_astra_cpu_projectors():
     # ASTRA's "linear" is Joseph's method too: the same operator up to float rounding
     assert rel(ours, astra_fp(astra.create_proj_geom("parallel", 1.0, 92, angles), "linear")) < 1e-4
     assert rel(ours, astra_fp(astra.create_proj_geom("parallel", 1.0, 92, angles), "strip")) < 0.02
+    # projector="strip" is ASTRA's 'strip' (pixel-strip areas): the same operator, odd spacing too
+    for spacing, det in ((1.0, 92), (0.7, 132), (1.6, 58)):
+        ours = ct.project(img, ct.parallel_beam(angles, det, (n, n), detector_spacing=spacing,
+                                                projector="strip"))
+        ref = astra_fp(astra.create_proj_geom("parallel", spacing, det, angles), "strip")
+        assert rel(ours, ref) < 1e-5
     fan_angles = np.linspace(0, 2 * np.pi, 90, endpoint=False)
     ours = ct.project(img, ct.fan_beam(fan_angles, 128, (n, n), source_origin=128.0,
                                        origin_detector=64.0))
@@ -176,6 +202,8 @@ def test_bad_input_is_named():
         ct.parallel_beam(np.array([0.0, np.nan]), 48, (32, 32))
     with pytest.raises(ValueError, match="too small to cover"):
         ct.parallel_beam(PAR, 20, (32, 32))
+    with pytest.raises(ValueError, match="`projector` must be one of"):
+        ct.parallel_beam(PAR, 48, (32, 32), projector="linear")
     with pytest.raises(ValueError, match="too small to cover"):
         ct.fan_beam(FULL, 40, (32, 32), source_origin=64.0, origin_detector=32.0)
     with pytest.raises(ValueError, match="`source_origin`"):

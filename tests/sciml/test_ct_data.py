@@ -239,7 +239,7 @@ def test_load_dicom_errors(tmp_path):
 def _geometries():
     return {
         "parallel": ct.parallel_beam(PAR[::4], 20, (12, 12), detector_spacing=0.9, pixel_size=1.1,
-                                     detector_offset=0.25),
+                                     detector_offset=0.25, projector="strip"),
         "fan": ct.fan_beam(FULL[::4], 32, (12, 12), source_origin=40.0, origin_detector=20.0,
                            detector_spacing=1.2),
         "cone": ct.cone_beam(FULL[::4], (6, 24), (4, 12, 12), source_origin=40.0, origin_detector=20.0,
