@@ -36,6 +36,7 @@ __all__ = [
     "LeakyReLU",
     "ReLU",
     "Softplus",
+    "SiLU",
     "Tanh",
     "activation",
     "egem",
@@ -44,6 +45,7 @@ __all__ = [
     "leaky_relu",
     "relu",
     "segem",
+    "silu",
     "softplus",
     "tanh",
 ]
@@ -228,6 +230,25 @@ def tanh(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
         Array(0., dtype=float32)
     """
     return jnp.tanh(check_float_array(x))
+
+
+def silu(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+    r"""SiLU (swish), :math:`x \, \sigma(x)` (Elfwing, Uchibe, Doya 2018; Ramachandran et al. 2017).
+
+    Args:
+        x: real floating array.
+
+    Returns:
+        ``x * sigmoid(x)``, same shape and dtype.
+
+    Raises:
+        TypeError: ``x`` is not floating.
+
+    Example:
+        >>> silu(jnp.float32(0.0))
+        Array(0., dtype=float32)
+    """
+    return jax.nn.silu(check_float_array(x))
 
 
 def _loglogistic(u: Array, k: int, *, closed: bool, scale: Array | None = None) -> Array:
@@ -501,6 +522,18 @@ class Tanh(AbstractActivation):
         return tanh(x)
 
 
+class SiLU(AbstractActivation):
+    """Module form of :func:`silu`.
+
+    Example:
+        >>> SiLU()(jnp.float32(0.0))
+        Array(0., dtype=float32)
+    """
+
+    def __call__(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
+        return silu(x)
+
+
 class GEM(AbstractActivation):
     """Module form of :func:`gem`; the order ``n`` is static (it fixes the computation).
 
@@ -609,6 +642,7 @@ _REGISTRY: dict[str, type[AbstractActivation]] = {
     "softplus": Softplus,
     "gelu": GELU,
     "tanh": Tanh,
+    "silu": SiLU,
     "gem": GEM,
     "egem": EGEM,
     "segem": SEGEM,
@@ -622,7 +656,7 @@ def activation(
 
     Args:
         name_or_module: one of ``"relu"``, ``"leaky_relu"``, ``"softplus"``, ``"gelu"``,
-            ``"tanh"``, ``"gem"``, ``"egem"``, ``"segem"``; an :class:`AbstractActivation`
+            ``"tanh"``, ``"silu"``, ``"gem"``, ``"egem"``, ``"segem"``; an :class:`AbstractActivation`
             (returned as is); or a callable ``fn(x)`` (wrapped in :class:`Lambda`).
         **kwargs: constructor arguments for a named activation, e.g.
             ``activation("egem", n=1, eps=1e-4)``.

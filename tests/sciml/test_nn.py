@@ -248,13 +248,17 @@ def test_gem_odd_part_is_not_linear():
     assert not np.allclose(odd / x, odd[0] / x[0])
 
 
-def test_gelu_and_tanh_match_jax():
+def test_gelu_tanh_and_silu_match_closed_forms():
     x = jnp.linspace(-6.0, 6.0, 201)
     assert tree_allclose(snn.gelu(x), jax.nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-7)
     assert tree_allclose(snn.GELU()(x), jax.nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-7)
     assert tree_allclose(snn.GELU(approximate=True)(x), jax.nn.gelu(x), rtol=1e-6, atol=1e-7)
     assert tree_allclose(snn.Tanh()(x), jnp.tanh(x))
     assert tree_allclose(snn.tanh(x), jnp.tanh(x))
+    xs = np.linspace(-6.0, 6.0, 201)
+    silu = xs / (1 + np.exp(-xs))  # x sigmoid(x), float64 NumPy
+    assert tree_allclose(snn.silu(x), jnp.asarray(silu, jnp.float32), rtol=1e-6, atol=1e-7)
+    assert tree_allclose(snn.activation("silu")(x), snn.SiLU()(x))
 
 
 NAMES = {
@@ -263,6 +267,7 @@ NAMES = {
     "softplus": snn.Softplus,
     "gelu": snn.GELU,
     "tanh": snn.Tanh,
+    "silu": snn.SiLU,
     "gem": snn.GEM,
     "egem": snn.EGEM,
     "segem": snn.SEGEM,
@@ -600,9 +605,9 @@ def test_flax_type_errors():
 
 def test_public_api():
     expected = {
-        "AbstractActivation", "ReLU", "LeakyReLU", "Softplus", "GELU", "Tanh", "GEM", "EGEM",
+        "AbstractActivation", "ReLU", "LeakyReLU", "Softplus", "GELU", "Tanh", "SiLU", "GEM", "EGEM",
         "SEGEM", "Lambda", "activation", "relu", "leaky_relu", "softplus", "gelu", "tanh", "gem",
-        "egem", "segem", "Linear", "MLP", "FlaxModel", "from_flax", "to_flax",
+        "silu", "egem", "segem", "Linear", "MLP", "FlaxModel", "from_flax", "to_flax",
     }  # fmt: skip
     public = {n for n in dir(snn) if not n.startswith("_")}
     assert expected <= public
