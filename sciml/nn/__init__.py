@@ -16,8 +16,8 @@ from ._activations import AbstractActivation as AbstractActivation
 from ._activations import Lambda as Lambda
 from ._activations import LeakyReLU as LeakyReLU
 from ._activations import ReLU as ReLU
-from ._activations import Softplus as Softplus
 from ._activations import SiLU as SiLU
+from ._activations import Softplus as Softplus
 from ._activations import Tanh as Tanh
 from ._activations import activation as activation
 from ._activations import egem as egem
@@ -26,8 +26,8 @@ from ._activations import gem as gem
 from ._activations import leaky_relu as leaky_relu
 from ._activations import relu as relu
 from ._activations import segem as segem
-from ._activations import softplus as softplus
 from ._activations import silu as silu
+from ._activations import softplus as softplus
 from ._activations import tanh as tanh
 from ._flax import FlaxModel as FlaxModel
 from ._flax import from_flax as from_flax
