@@ -8,7 +8,10 @@ default (an LLM agent is optional). One round:
    best over- or under-estimates where it errs most);
 2. the collective de-duplicates them (canonical SymPy form; a cache remembers every skeleton ever
    fitted), fits their constants (:func:`~symbolic.discovery.fit_constants`: variable projection,
-   multi-start Levenberg-Marquardt in float64, snapping) and scores them by training NMSE;
+   multi-start Levenberg-Marquardt in float64, snapping) and scores them by training NMSE; the
+   agents take turns, and the round's fitting ends after ``max_fits`` new fits or as soon as a new
+   fit reaches ``tol`` on the training rows (the rest of the queue waits for the next round, so a
+   simpler equivalent form is still fitted then, in the round that follows the first exact fit);
 3. personal bests, the global best and the Pareto archive (lowest loss for each complexity) are
    updated; an agent whose personal best has not improved for ``patience`` rounds is reset
    (``agent.init``);
@@ -322,6 +325,14 @@ def _valid_skeleton(expr: Any, n_vars: int, grammar: Grammar) -> bool:
     return not consts or max(consts) < 64
 
 
+def _round_robin(queues: Sequence[Sequence[Any]]) -> list[tuple[int, Any]]:
+    """(queue index, item) taking one item from each non-empty queue in turn."""
+    out: list[tuple[int, Any]] = []
+    for j in range(max((len(q) for q in queues), default=0)):
+        out.extend((i, q[j]) for i, q in enumerate(queues) if j < len(q))
+    return out
+
+
 def _update_archive(archive: dict[int, Hypothesis], h: Hypothesis) -> None:
     old = archive.get(h.complexity)
     if old is None or h.loss < old.loss:
@@ -513,45 +524,50 @@ def discover(
             for c in cands:
                 if _valid_skeleton(c, Xn.shape[1], grammar):
                     pending[i].append(c)
-        # fit new skeletons, agents taking turns
+        # fit new skeletons: agents take turns (round robin over their queues); in the round after
+        # the first exact fit, simplest skeletons first. Fitting ends at max_fits new fits, at the
+        # budget, or at the first new fit that reaches tol; the rest waits for the next round.
         fitted = 0
         improved = [False] * len(agents)
-        queues = [list(p) for p in pending]
+        order = _round_robin(pending)
+        if tol_round is not None:
+            order.sort(key=lambda item: complexity(item[1]))
+        exact = False
+        done = 0
+        for i, e in order:
+            if fitted >= max_fits or exact or out_of_time():
+                break
+            done += 1
+            canon = _canonical(e, names, grammar)
+            if canon is None:
+                continue
+            if canon in cache:
+                h = cache[canon]
+            else:
+                try:
+                    r = fit_constants(e, Xn, yn, key=jax.random.fold_in(k_round, 7919 + fitted),
+                                      grammar=grammar, **fit_options)
+                except (ValueError, TypeError):
+                    r = None
+                fitted += 1
+                h = None
+                if r is not None and r.valid:
+                    fitted_expr = _tidy(r.expr, names, grammar)
+                    h = Hypothesis(expr=fitted_expr, constants=np.asarray(r.constants, np.float64),
+                                   loss=float(r.loss), nmse=float(r.loss) / var_y,
+                                   complexity=complexity(fitted_expr), agent=agents[i].name)
+                    _update_archive(archive, h)
+                    exact = h.nmse <= tol
+                cache[canon] = h
+            if h is not None and (personal[i] is None or h.loss < personal[i].loss):
+                personal[i] = h
+                improved[i] = True
+            if h is not None and (best is None or h.loss < best.loss):
+                best = h
         pending = [[] for _ in agents]
-        while fitted < max_fits and any(queues) and not out_of_time():
-            for i in range(len(agents)):
-                while queues[i]:
-                    e = queues[i].pop(0)
-                    canon = _canonical(e, names, grammar)
-                    if canon is None:
-                        continue
-                    if canon in cache:
-                        h = cache[canon]
-                    else:
-                        try:
-                            r = fit_constants(e, Xn, yn, key=jax.random.fold_in(k_round, 7919 + fitted),
-                                              grammar=grammar, **fit_options)
-                        except (ValueError, TypeError):
-                            r = None
-                        fitted += 1
-                        h = None
-                        if r is not None and r.valid:
-                            fitted_expr = _tidy(r.expr, names, grammar)
-                            h = Hypothesis(expr=fitted_expr, constants=np.asarray(r.constants, np.float64),
-                                           loss=float(r.loss), nmse=float(r.loss) / var_y,
-                                           complexity=complexity(fitted_expr), agent=agents[i].name)
-                            _update_archive(archive, h)
-                        cache[canon] = h
-                    if h is not None and (personal[i] is None or h.loss < personal[i].loss):
-                        personal[i] = h
-                        improved[i] = True
-                    if h is not None and (best is None or h.loss < best.loss):
-                        best = h
-                    break
-                if fitted >= max_fits:
-                    break
-        for i in range(len(agents)):  # what did not fit this round waits for the next
-            pending[i] = queues[i][:max_fits]
+        for i, e in order[done:]:  # what did not fit this round waits for the next
+            if len(pending[i]) < max_fits:
+                pending[i].append(e)
         for i, a in enumerate(agents):
             stale[i] = 0 if improved[i] else stale[i] + 1
             if stale[i] >= patience:
