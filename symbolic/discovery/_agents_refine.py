@@ -17,7 +17,18 @@ import numpy as np
 import sympy
 
 from ._agent import AbstractAgent, Context, Hypothesis
-from ._expr import AbstractExpr, Call, Const, Literal, Var, _walk, free_constants, from_sympy, to_sympy
+from ._expr import (
+    AbstractExpr,
+    Call,
+    Const,
+    Literal,
+    Var,
+    _walk,
+    free_constants,
+    from_sympy,
+    n_constants,
+    to_sympy,
+)
 
 __all__ = ["ResidualAgent", "SimplifierAgent", "skeleton"]
 
@@ -44,18 +55,6 @@ def skeleton(expr: AbstractExpr) -> AbstractExpr:
         return n
 
     return conv(e)
-
-
-def _shift(expr: AbstractExpr, by: int) -> AbstractExpr:
-    if isinstance(expr, Const):
-        return Const(expr.index + by)
-    if isinstance(expr, Call):
-        return Call(expr.op, tuple(_shift(a, by) for a in expr.args))
-    return expr
-
-
-def _n_const(expr: AbstractExpr) -> int:
-    return 1 + max((n.index for n in _walk(expr) if isinstance(n, Const)), default=-1)
 
 
 def _library(X: np.ndarray, names: set[str]) -> list[tuple[AbstractExpr, np.ndarray]]:
@@ -118,7 +117,7 @@ class ResidualAgent(AbstractAgent):
         if best is None or r is None or not np.all(np.isfinite(r)) or np.std(r) == 0:
             return [], state
         base = skeleton(best.expr)
-        k = _n_const(base)
+        k = n_constants(base)
         f = context.y - r
         lib = _library(context.X, set(context.grammar.names))
         add = sorted(lib, key=lambda t: -_corr(r, t[1]))[: self.n_terms]

@@ -40,7 +40,7 @@ import sympy
 import sciml.backend as B
 
 from ._agent import AbstractAgent, Context, Hypothesis
-from ._expr import AbstractExpr, Call, Const, _walk, from_sympy, to_sympy
+from ._expr import AbstractExpr, Call, Const, _walk, from_sympy, n_constants, to_sympy
 
 __all__ = ["DimensionalAgent", "PowerLawAgent", "SparseRegressionAgent"]
 
@@ -104,10 +104,6 @@ def _renumber(expr: AbstractExpr, start: int = 0) -> AbstractExpr:
         return e
 
     return conv(expr)
-
-
-def _n_const(expr: AbstractExpr) -> int:
-    return 1 + max((n.index for n in _walk(expr) if isinstance(n, Const)), default=-1)
 
 
 def _constants(n: int, start: int = 0) -> list[sympy.Symbol]:
@@ -894,7 +890,7 @@ def _best_sources(context: Context) -> list[_Source]:
         return []
     base = _best_skeleton(best)
     f = y - r
-    k = _n_const(base)
+    k = n_constants(base)
     out = []
 
     def additive(terms, coefs, names, grammar):
@@ -1147,7 +1143,7 @@ class PowerLawAgent(AbstractAgent):
         best, r = context.global_best, context.residual
         if best is not None and r is not None and r.shape == y.shape and np.all(np.isfinite(r)):
             base = _best_skeleton(best)
-            k = _n_const(base)
+            k = n_constants(base)
             f = y - r
 
             def times(e):

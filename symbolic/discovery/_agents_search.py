@@ -57,7 +57,7 @@ import sympy
 import sciml.backend as B
 
 from ._agent import AbstractAgent, Context, Hypothesis
-from ._expr import AbstractExpr, Call, Const, Literal, Var
+from ._expr import AbstractExpr, Call, Const, Literal, Var, shift_constants
 from ._grammar import BUILTIN_OPERATORS, Grammar, Operator
 from ._program import CONST, LIT, N_SPECIAL, VAR, Program, evaluate_batch
 
@@ -182,14 +182,6 @@ def _renumber(expr: AbstractExpr) -> AbstractExpr:
         return e
 
     return go(expr)
-
-
-def _shift_consts(expr: AbstractExpr, by: int) -> AbstractExpr:
-    if isinstance(expr, Const):
-        return Const(expr.index + by)
-    if isinstance(expr, Call):
-        return Call(expr.op, tuple(_shift_consts(a, by) for a in expr.args))
-    return expr
 
 
 def _skey(e: AbstractExpr) -> str:
@@ -924,7 +916,7 @@ class EnumerationAgent(AbstractAgent):
         out = []
         for t in np.argsort(sa, kind="stable")[: n - n // 2]:
             g, _ = _term_expr(pool, int(terms[t]))
-            out.append(Call("add", (best.expr, _shift_consts(_renumber(Call("mul", (Const(0), g))), k0))))
+            out.append(Call("add", (best.expr, shift_constants(_renumber(Call("mul", (Const(0), g))), k0))))
         for t in np.argsort(sm, kind="stable")[: n // 2]:
             g, _ = _term_expr(pool, int(terms[t]))
             out.append(Call("mul", (best.expr, g)))

@@ -123,6 +123,15 @@ def complexity(expr: AbstractExpr) -> int:
     return sum(1 for _ in _walk(expr))
 
 
+def shift_constants(expr: AbstractExpr, by: int) -> AbstractExpr:
+    """``expr`` with every constant index raised by ``by`` (to append it to another skeleton)."""
+    if isinstance(expr, Const):
+        return Const(expr.index + by)
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(shift_constants(a, by) for a in expr.args))
+    return expr
+
+
 def n_constants(expr: AbstractExpr) -> int:
     """``1 + `` the largest constant index in ``expr`` (0 when it has no constant).
 
