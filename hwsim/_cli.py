@@ -5,6 +5,10 @@
   prints a summary table.
 * ``sweep -t TOPOLOGY.csv --arrays 8x8,32x32,4x256 --dataflows os,ws,is`` runs the grid of array shapes
   x dataflows and writes one CSV row per (array, dataflow) with the network's totals.
+* ``photonic --grid 8x8 --ptc 4 --topology googlenet`` prints the per-layer utilisation, cycles, memory
+  accesses and throughput of a grid of photonic tensor cores (``--json`` for JSON);
+  ``photonic sweep --pes 64,256,1024 --topology googlenet -o out.csv`` runs every grid factorisation
+  of each PE budget and writes one CSV row per (topology, grid).
 """
 
 from __future__ import annotations
@@ -156,6 +160,121 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _grid_shape(text: str) -> tuple[int, int]:
+    shapes = _arrays(text)
+    if len(shapes) != 1:
+        raise argparse.ArgumentTypeError(f"expected one grid shape like 8x8, got {text!r}")
+    return shapes[0]
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",")]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected PE budgets like 64,256,1024, got {text!r}")
+    return out
+
+
+def _ptc(args):
+    from hwsim import photonic
+
+    return photonic.PTC(args.ptc, core=args.core, modulation_ghz=args.modulation_ghz,
+                        reprogram_ns=args.reprogram_ns)
+
+
+def _cmd_photonic(args) -> int:
+    import json
+
+    from hwsim import photonic
+
+    rg, cg = args.grid
+    try:
+        topo = photonic.as_topology(args.topology)
+        r = photonic.simulate_grid(topo, photonic.Grid(rg, cg), _ptc(args))
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise SystemExit(f"sciml hwsim photonic: {e}") from None
+    tot = {key: float(v) for key, v in r.totals().items()}
+    layers = [dict(layer=name, folds=int(r.folds[i]), cycles=int(r.cycles[i]),
+                   utilization=float(r.utilization[i]), memory_accesses=int(r.memory_accesses[i]),
+                   throughput_macs_per_s=float(r.throughput[i]))
+              for i, name in enumerate(topo.names)]
+    summary = dict(topology=topo.name, grid=f"{rg}x{cg}", k=args.ptc, pes=rg * cg * args.ptc ** 2,
+                   cycles=tot["cycles"], utilization=tot["utilization"],
+                   memory_accesses=tot["memory_accesses"], throughput_macs_per_s=tot["throughput"],
+                   energy_j=tot["energy_j"], laser_dbm=float(r.laser_dbm.ravel()[0]),
+                   feasible=bool(r.feasible.ravel()[0]), layers=layers)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    head = ("layer", "folds", "cycles", "util %", "mem accesses", "MAC/s")
+    cells = [head] + [(x["layer"], str(x["folds"]), str(x["cycles"]), f"{100 * x['utilization']:.2f}",
+                       str(x["memory_accesses"]), f"{x['throughput_macs_per_s']:.3g}") for x in layers]
+    widths = [max(len(c[j]) for c in cells) for j in range(len(head))]
+    lines = ["  ".join(c[j].rjust(widths[j]) if j else c[j].ljust(widths[j]) for j in range(len(head)))
+             for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    print(f"{topo.name} on a {rg}x{cg} grid of {args.ptc}x{args.ptc} PTCs ({summary['pes']} PEs), "
+          f"{args.core}, {args.modulation_ghz} GHz, reprogram {args.reprogram_ns} ns")
+    print("\n".join(lines))
+    print(f"\ntotal: utilization {100 * tot['utilization']:.2f} %, cycles {tot['cycles']:.4g}, "
+          f"memory accesses {tot['memory_accesses']:.4g}, throughput {tot['throughput']:.4g} MAC/s, "
+          f"energy {tot['energy_j']:.4g} J, laser {summary['laser_dbm']:.1f} dBm "
+          f"({'feasible' if summary['feasible'] else 'INFEASIBLE'})")
+    return 0
+
+
+PHOTONIC_SWEEP_HEADER = ("topology,pes,grid_rows,grid_cols,k,utilization,cycles,memory_accesses,"
+                         "throughput_macs_per_s,energy_j,gemv_utilization,conv_utilization")
+
+
+def _cmd_photonic_sweep(args) -> int:
+    import numpy as np
+
+    from hwsim import photonic
+
+    names = args.topology or ["googlenet", "resnet18", "mobilenet", "alphagozero"]
+    lines = [PHOTONIC_SWEEP_HEADER]
+    try:
+        ptc = _ptc(args)
+        for name in names:
+            s = photonic.sweep(name, pes=args.pes, ptc=ptc)
+            g = np.asarray(s.is_gemv)
+            macs = np.asarray(s.layers.macs, np.float64)
+            cyc = np.asarray(s.layers.cycles, np.float64)
+            pes = np.asarray(s.pes, np.float64)
+
+            def part(mask, macs=macs, cyc=cyc, pes=pes):
+                if not mask.any():
+                    return np.full(len(pes), np.nan)
+                return macs[mask].sum(0) / (pes * cyc[mask].sum(0))
+
+            ug, uc = part(g), part(~g)
+            for j in range(len(pes)):
+                lines.append(f"{s.topology},{int(s.pes[j])},{int(s.grid_rows[j])},{int(s.grid_cols[j])},"
+                             f"{ptc.k},{float(s.utilization[j]):.6g},{float(s.cycles[j]):.6g},"
+                             f"{float(s.memory_accesses[j]):.6g},{float(s.throughput[j]):.6g},"
+                             f"{float(s.energy_j[j]):.6g},{ug[j]:.6g},{uc[j]:.6g}")
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise SystemExit(f"sciml hwsim photonic sweep: {e}") from None
+    print("\n".join(lines))
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
+        print(f"\nwrote {len(lines) - 1} rows to {out}")
+    return 0
+
+
+def _ptc_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ptc", type=int, default=4, help="core size k (k x k weights)")
+    p.add_argument("--core", choices=("mzi", "microring"), default="mzi", help="core kind")
+    p.add_argument("--modulation-ghz", type=float, default=10.0, help="modulation rate, GHz")
+    p.add_argument("--reprogram-ns", type=float, default=1000.0,
+                   help="weight reprogramming time, ns (1000: thermal, 1: electro-optic)")
+
+
 def _configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     p = sub.add_parser("systolic", help="SCALE-Sim style run: write its three CSV reports")
@@ -178,6 +297,22 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                    help="sparsity levels (only 'dense' for now)")
     p.add_argument("-o", "--out", default="sweep.csv", help="output CSV")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("photonic", help="grid of photonic tensor cores: utilization, cycles, memory")
+    p.add_argument("--grid", type=_grid_shape, default=(8, 8), help="grid of cores RgxCg, e.g. 8x8")
+    p.add_argument("-t", "--topology", default="googlenet",
+                   help="shipped topology name (googlenet, resnet18, ...) or a SCALE-Sim CSV")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _ptc_options(p)
+    p.set_defaults(func=_cmd_photonic)
+    psub = p.add_subparsers(dest="photonic_verb", metavar="sweep", required=False)
+    q = psub.add_parser("sweep", help="every grid factorisation of each PE budget, one CSV")
+    q.add_argument("--pes", type=_budgets, default=[64, 256, 1024], help="PE budgets, e.g. 64,256,1024")
+    q.add_argument("-t", "--topology", action="append", default=None,
+                   help="topology name or CSV (repeat for several; default: the four networks)")
+    q.add_argument("-o", "--out", default=None, help="output CSV")
+    _ptc_options(q)
+    q.set_defaults(func=_cmd_photonic_sweep)
 
 
 register_command("hwsim", "systolic-array simulator: SCALE-Sim reports, array/dataflow sweeps", _configure)

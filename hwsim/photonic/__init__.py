@@ -9,6 +9,12 @@ phase noise, phase-shifter gain variation, thermal crosstalk, insertion loss and
 resolution; :func:`perturb` draws a non-ideal mesh from a PRNG key and :func:`fidelity` scores it.
 :func:`mzi_transfer` is the 2x2 MZI of Clements et al., Optica 3(12):1460 (2016), Eq. 1.
 
+Grid level: a :class:`PTC` (``k x k`` core: MZI or microring, rates, reprogramming time, link budget,
+energies) tiled in a :class:`Grid` of ``Rg x Cg`` cores runs layers lowered to GEMM by
+:mod:`hwsim.systolic` (:func:`simulate_grid` -> :class:`GridResult`: folds, cycles, utilisation, SRAM
+accesses, throughput, energy, laser feasibility); :func:`sweep` runs every factorisation
+(:func:`factor_grids`) of several PE budgets in one compiled call (:class:`SweepResult`).
+
 Example:
     >>> from hwsim import photonic
     >>> u = jnp.array([[0, 1j], [1j, 0]], dtype=jnp.complex64)
@@ -17,6 +23,17 @@ Example:
     True
 """
 
+from ._grid import CORES as CORES
+from ._grid import ELECTRO_OPTIC_NS as ELECTRO_OPTIC_NS
+from ._grid import PTC as PTC
+from ._grid import THERMO_OPTIC_NS as THERMO_OPTIC_NS
+from ._grid import Grid as Grid
+from ._grid import GridResult as GridResult
+from ._grid import SweepResult as SweepResult
+from ._grid import as_topology as as_topology
+from ._grid import factor_grids as factor_grids
+from ._grid import simulate_grid as simulate_grid
+from ._grid import sweep as sweep
 from ._mesh import MESHES as MESHES
 from ._mesh import MZIMesh as MZIMesh
 from ._mesh import SVDMesh as SVDMesh

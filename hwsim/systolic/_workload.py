@@ -30,7 +30,8 @@ import numpy as np
 from jaxtyping import Array, Int
 
 #: Names of the topologies shipped in ``hwsim/systolic/data`` (see its README.md for the sources).
-TOPOLOGIES: tuple[str, ...] = ("alexnet", "vgg16", "resnet18", "mobilenet", "bert_base_encoder")
+TOPOLOGIES: tuple[str, ...] = ("alexnet", "vgg16", "resnet18", "mobilenet", "bert_base_encoder",
+                                 "googlenet", "alphagozero")
 
 
 def int_dtype() -> np.dtype:
@@ -450,9 +451,11 @@ def load_topology(name: str, *, ceil_mode: bool = True) -> Topology:
     """One of the topologies shipped with the package (``hwsim/systolic/data/<name>.csv``).
 
     Args:
-        name: one of :data:`TOPOLOGIES`: ``"alexnet"``, ``"vgg16"``, ``"resnet18"``, ``"mobilenet"``
-            (from SCALE-Sim's topology files or the papers) or ``"bert_base_encoder"`` (one BERT-base
-            encoder block at sequence length 128, as GEMMs). ``data/README.md`` gives the sources.
+        name: one of :data:`TOPOLOGIES`: ``"alexnet"``, ``"vgg16"``, ``"resnet18"``, ``"mobilenet"``,
+            ``"googlenet"`` (from SCALE-Sim's topology files or the papers), ``"alphagozero"`` (Silver
+            et al. 2017: 19 residual blocks and the two heads) or ``"bert_base_encoder"`` (one
+            BERT-base encoder block at sequence length 128, as GEMMs). ``data/README.md`` gives the
+            sources.
         ceil_mode: SCALE-Sim's rounding of convolution output sizes (default; see :func:`conv`).
 
     Returns:

@@ -1,0 +1,182 @@
+"""Grid of photonic tensor cores (hwsim.photonic._grid): fold/cycle closed forms, conservation, jit/vmap,
+the conv-vs-GEMV ranking, bad input, and the CLI."""
+
+import csv
+import json
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hwsim import photonic, systolic
+from sciml import cli
+
+EO = photonic.PTC(4, reprogram_ns=photonic.ELECTRO_OPTIC_NS)  # 10 GHz x 1 ns = 10 cycles
+
+
+def _reference(m, n, k, rg, cg, kk=4, reprog=10):
+    """Hand-written closed form (independent of hwsim.systolic's helpers)."""
+    r, c = rg * kk, cg * kk
+    rf, cf = -(-k // r), -(-n // c)
+    cycles = rf * cf * (m + reprog)
+    mem = cf * m * k + k * n + rf * m * n
+    return rf, cf, cycles, m * n * k / (r * c * cycles), mem
+
+
+@pytest.mark.parametrize("mnk", [(100, 4, 16), (1, 1000, 512), (49, 128, 1200), (7, 3, 5)])
+@pytest.mark.parametrize("grid", [(1, 1), (1, 4), (2, 2), (4, 1), (3, 5)])
+def test_counts_match_closed_form(mnk, grid):
+    m, n, k = mnk
+    r = photonic.simulate_grid(systolic.gemm(m, n, k), photonic.Grid(*grid), EO)
+    rf, cf, cycles, util, mem = _reference(m, n, k, *grid)
+    assert (int(r.row_folds), int(r.col_folds), int(r.folds)) == (rf, cf, rf * cf)
+    assert int(r.cycles) == cycles == int(r.compute_cycles) + int(r.reprogram_cycles)
+    assert int(r.memory_accesses) == mem
+    np.testing.assert_allclose(float(r.utilization), util, rtol=1e-6)
+    np.testing.assert_allclose(float(r.throughput), m * n * k * 10e9 / cycles, rtol=1e-6)
+
+
+def test_conv_layer_hand_computed():
+    # 10x10x4 input, 3x3 filters, 6 of them: M = 64, N = 6, K = 36; 2x1 grid of 4x4 -> R = 8, C = 4
+    r = photonic.simulate_grid(systolic.conv(10, 10, 3, 3, 4, 6, 1), photonic.Grid(2, 1), EO)
+    assert (int(r.row_folds), int(r.col_folds)) == (5, 2)      # ceil(36/8), ceil(6/4)
+    assert int(r.cycles) == 10 * (64 + 10)
+    assert int(r.ifmap_reads) == 2 * 64 * 36 and int(r.filter_reads) == 36 * 6
+    assert int(r.ofmap_writes) == 5 * 64 * 6
+
+
+def test_one_core_grid_is_a_single_ptc():
+    topo = systolic.load_topology("resnet18")
+    for kk in (2, 4, 8):
+        ptc = photonic.PTC(kk, reprogram_ns=1.0)
+        r = photonic.simulate_grid(topo, photonic.Grid(1, 1), ptc)
+        m, n, k = (np.asarray(x, np.int64) for x in (topo.m, topo.n, topo.k))
+        folds = -(-k // kk) * -(-n // kk)
+        np.testing.assert_array_equal(np.asarray(r.cycles), folds * (m + 10))
+        np.testing.assert_array_equal(np.asarray(r.pes), kk * kk)
+
+
+def test_utilization_bounded_and_macs_conserved():
+    s = photonic.sweep("mobilenet", pes=(64, 256, 1024), ptc=EO)
+    topo = systolic.load_topology("mobilenet")
+    u = np.asarray(s.layers.utilization)
+    assert (u > 0).all() and (u <= 1 + 1e-6).all()
+    assert (np.asarray(s.utilization) <= 1 + 1e-6).all()
+    # useful MACs do not depend on the grid
+    np.testing.assert_array_equal(np.asarray(s.layers.macs),
+                                  np.broadcast_to(np.asarray(topo.macs)[:, None], u.shape))
+    # mapping efficiency x (M / fold length) = utilisation
+    m = np.asarray(topo.m, np.float64)[:, None]
+    np.testing.assert_allclose(u, np.asarray(s.layers.mapping_efficiency) * m / (m + 10), rtol=1e-5)
+
+
+def test_factor_grids_enumerates_all():
+    assert photonic.factor_grids(1024, 4) == [(1, 64), (2, 32), (4, 16), (8, 8), (16, 4), (32, 2), (64, 1)]
+    assert photonic.factor_grids(16, 4) == [(1, 1)]
+    s = photonic.sweep("alphagozero", pes=(64, 256, 1024))
+    assert len(s.pes) == 3 + 5 + 7
+    np.testing.assert_array_equal(np.asarray(s.grid_rows * s.grid_cols * 16), np.asarray(s.pes))
+
+
+def test_jit_and_vmap_over_grids_without_retracing():
+    topo = systolic.load_topology("googlenet")
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def util(rows, cols):
+        return photonic.simulate_grid(topo, photonic.Grid(rows, cols), EO).totals()["utilization"]
+
+    a = [util(jnp.asarray(r, jnp.int32), jnp.asarray(c, jnp.int32)) for r, c in photonic.factor_grids(1024)]
+    batched = jax.vmap(util)(jnp.arange(1, 5, dtype=jnp.int32), jnp.arange(4, 0, -1, dtype=jnp.int32))
+    rows, cols = jnp.asarray([1, 8, 64]), jnp.asarray([64, 8, 1])
+    direct = photonic.simulate_grid(topo, photonic.Grid(rows, cols), EO).totals()["utilization"]
+    np.testing.assert_allclose(np.asarray(direct), [float(a[0]), float(a[3]), float(a[6])], rtol=1e-6)
+    assert batched.shape == (4,)
+
+
+def test_square_wins_on_convs_and_gemv_ranking_differs():
+    """Measured, not tuned: square grids maximise conv utilisation and minimise memory accesses at
+    1024 PEs; on the GEMV (M = 1) layers the best grid is not the square one."""
+    for name in ("googlenet", "resnet18"):
+        s = photonic.sweep(name, pes=(1024,), ptc=EO)
+        rows = np.asarray(s.grid_rows)
+        g = np.asarray(s.is_gemv)
+        macs, cyc = np.asarray(s.layers.macs, np.float64), np.asarray(s.layers.cycles, np.float64)
+        conv_u = macs[~g].sum(0) / (1024 * cyc[~g].sum(0))
+        gemv_u = macs[g].sum(0) / (1024 * cyc[g].sum(0))
+        square = int(np.where(rows == 8)[0][0])
+        assert conv_u.argmax() == square or rows[conv_u.argmax()] == 4  # 8x8 or 4x16 (ties in resnet18)
+        assert conv_u[square] / conv_u[0] > 2.0                       # vs 1x64
+        mem = np.asarray(s.memory_accesses)
+        assert mem.argmin() == square and 1 - mem[square] / mem[0] > 0.4
+        assert gemv_u.argmax() != square                               # ranking changes for M = 1
+        assert np.ptp(gemv_u) / gemv_u.max() < 0.05                   # and topology barely matters
+
+
+def test_link_budget_closed_form_and_feasibility():
+    ptc = photonic.PTC(4, loss_per_element_db=0.5, fixed_loss_db=3.0, detector_dbm=-20.0,
+                       max_laser_dbm=10.0)
+    r = photonic.simulate_grid(systolic.gemm(8, 8, 8), photonic.Grid(jnp.asarray([1, 4, 8]),
+                                                                      jnp.asarray([1, 4, 8])), ptc)
+    cores = np.array([1, 16, 64])
+    want = -20 + 10 * np.log10(cores * 4) + 9 * 0.5 + 3.0          # depth 2k + 1 = 9 MZIs
+    np.testing.assert_allclose(np.asarray(r.laser_dbm), want, rtol=1e-5)
+    assert np.asarray(r.feasible).tolist() == [True, True, False]
+    assert photonic.PTC(4, core="microring").depth == 4
+
+
+def test_energy_closed_form():
+    ptc = photonic.PTC(2, reprogram_ns=1.0, laser_efficiency=1.0, hold_mw=0.0, dac_pj=1.0, adc_pj=2.0,
+                       tune_pj=5.0, detector_dbm=-30.0, loss_per_element_db=0.0, fixed_loss_db=0.0)
+    r = photonic.simulate_grid(systolic.gemm(10, 2, 2), photonic.Grid(1, 1), ptc)
+    # one fold: 10 compute cycles of 2 DAC + 2 ADC conversions, one rewrite of 2*2*1+2 = 6 elements,
+    # laser 2 channels x 1 uW for (10 + 10) cycles of 0.1 ns
+    want = 10 * 2 * 3e-12 + 6 * 5e-12 + 2e-6 * 20 * 1e-10
+    np.testing.assert_allclose(float(r.energy_j), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: photonic.sweep("googlenet", pes=(100,)), "pes"),
+    (lambda: photonic.sweep("googlenet", k=0), "k"),
+    (lambda: photonic.PTC(0), "k"),
+    (lambda: photonic.PTC(4, modulation_ghz=0.0), "modulation_ghz"),
+    (lambda: photonic.PTC(4, reprogram_ns=-1.0), "reprogram_ns"),
+    (lambda: photonic.PTC(4, core="ring"), "core"),
+    (lambda: photonic.sweep("lenet"), "topology"),
+    (lambda: photonic.Grid(0, 4), "rows"),
+])
+def test_bad_input_names_the_argument(call, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        call()
+
+
+def test_cli_single_and_sweep(tmp_path, capsys):
+    assert cli.main(["hwsim", "photonic", "--grid", "2x2", "-t", "resnet18", "--reprogram-ns", "1",
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = photonic.simulate_grid(systolic.load_topology("resnet18"), photonic.Grid(2, 2), EO).totals()
+    assert out["pes"] == 64 and len(out["layers"]) == 21
+    assert math.isclose(out["utilization"], float(want["utilization"]), rel_tol=1e-6)
+    assert cli.main(["hwsim", "photonic", "--grid", "2x2", "-t", "alphagozero"]) == 0
+    assert "utilization" in capsys.readouterr().out
+    out_csv = tmp_path / "sweep.csv"
+    assert cli.main(["hwsim", "photonic", "sweep", "--pes", "64,256", "-t", "googlenet", "-t",
+                     "alphagozero", "-o", str(out_csv)]) == 0
+    rows = list(csv.DictReader(out_csv.read_text().splitlines()))
+    assert len(rows) == 2 * (3 + 5)
+    assert {(r["grid_rows"], r["grid_cols"]) for r in rows if r["pes"] == "256"} == {
+        ("1", "16"), ("2", "8"), ("4", "4"), ("8", "2"), ("16", "1")}
+    with pytest.raises(SystemExit, match="topology"):
+        cli.main(["hwsim", "photonic", "-t", "nonexistent"])
+
+
+def test_shipped_topologies_load():
+    g = systolic.load_topology("googlenet")
+    a = systolic.load_topology("alphagozero")
+    assert len(g) == 58 and len(a) == 44
+    # AlphaGo Zero: 39 3x3 convs on the padded 19x19 board, M = 361
+    assert (np.asarray(a.m[:39]) == 361).all() and int(a.k[0]) == 9 * 17 and int(a.k[1]) == 9 * 256
+    assert np.asarray(a.m[-3:]).tolist() == [361, 1, 1] and np.asarray(a.n[-3:]).tolist() == [1, 256, 1]
