@@ -25,7 +25,8 @@ The search stops after ``iterations`` rounds, when ``budget_s`` seconds are spen
 the global best first fits to ``tol`` both on the training rows and on the internal extrapolation
 split (that last round lets the simplifier offer simpler equivalent forms). The answer is
 chosen from the archive by the critic: the simplest hypothesis whose internal-extrapolation NMSE is
-within a factor ``2`` (plus ``tol``) of the best one.
+within a factor ``2`` (plus ``tol``) of the best one (with ``budget_s``, the archive is scored
+simplest first until 1.15 ``budget_s``; members left unscored are not chosen).
 
 Determinism: agents and fits draw their randomness from ``key`` only, so the same key and data give the
 same equation whenever the run ends by ``iterations`` or ``tol`` (a ``budget_s`` stop depends on the
@@ -603,10 +604,15 @@ def discover(
             break
     if best is None:
         raise ValueError("no agent proposed a valid candidate; check the agents and the grammar")
+    # The critic scores the rest of the Pareto front, simplest first, within the budget plus a grace
+    # of 15% (a refit of a long skeleton can take many seconds); a member left unscored counts as
+    # not extrapolating (inf), so the critiqued global best always has a score.
     front = []
-    for j, h in enumerate(_pareto(archive)):
+    for j, h in enumerate(_pareto(archive)):  # ascending complexity
         if math.isnan(h.extrapolation_nmse):
-            e = _extrapolation_nmse(h, data, jax.random.fold_in(key, 5_000_000 + j), fit_options)
+            late = budget_s is not None and time.perf_counter() - t0 > 1.15 * budget_s
+            e = math.inf if late else _extrapolation_nmse(h, data, jax.random.fold_in(key, 5_000_000 + j),
+                                                          fit_options)
             h = dataclasses.replace(h, extrapolation_nmse=e)
         front.append(h)
     chosen = _choose(front, tol)
