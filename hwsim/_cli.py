@@ -78,6 +78,16 @@ def _write(path: pathlib.Path, header: str, rows) -> None:
     path.write_text(header + "\n" + "".join(", ".join(str(x) for x in r) + ",\n" for r in rows))
 
 
+def _table(cells: list[tuple[str, ...]]) -> list[str]:
+    """Rows of a plain-text table: the first row is the header (a rule under it), the first column
+    left-aligned, the others right-aligned."""
+    widths = [max(len(c[j]) for c in cells) for j in range(len(cells[0]))]
+    lines = ["  ".join(c[j].rjust(widths[j]) if j else c[j].ljust(widths[j]) for j in range(len(widths)))
+             for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
 def _cmd_systolic(args) -> int:
     from hwsim import systolic
 
@@ -98,10 +108,7 @@ def _cmd_systolic(args) -> int:
     head = ("layer", "cycles", "stalls", "util %", "ifmap DRAM", "filter DRAM", "ofmap DRAM")
     cells = [head] + [(name, str(c[2]), str(c[3]), f"{c[4]:.2f}", str(d[12]), str(d[15]), str(d[18]))
                       for name, c, d in zip(topo.names, compute, detail)]
-    widths = [max(len(r[j]) for r in cells) for j in range(len(head))]
-    lines = ["  ".join(r[j].rjust(widths[j]) if j else r[j].ljust(widths[j]) for j in range(len(head)))
-             for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _table(cells)
     print(f"{cfg.run_name}: {cfg.array_rows}x{cfg.array_cols} {cfg.dataflow_name}, "
           f"{cfg.memory.mode} bandwidth, {len(topo)} layers")
     print("\n".join(lines))
@@ -211,10 +218,7 @@ def _cmd_photonic(args) -> int:
     head = ("layer", "folds", "cycles", "util %", "mem accesses", "MAC/s")
     cells = [head] + [(x["layer"], str(x["folds"]), str(x["cycles"]), f"{100 * x['utilization']:.2f}",
                        str(x["memory_accesses"]), f"{x['throughput_macs_per_s']:.3g}") for x in layers]
-    widths = [max(len(c[j]) for c in cells) for j in range(len(head))]
-    lines = ["  ".join(c[j].rjust(widths[j]) if j else c[j].ljust(widths[j]) for j in range(len(head)))
-             for c in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _table(cells)
     print(f"{topo.name} on a {rg}x{cg} grid of {args.ptc}x{args.ptc} PTCs ({summary['pes']} PEs), "
           f"{args.core}, {args.modulation_ghz} GHz, reprogram {args.reprogram_ns} ns")
     print("\n".join(lines))
