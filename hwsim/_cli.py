@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from sciml.cli import register_command
+from sciml.cli import DemoOptions, DemoRow, register_command, register_demo
 
 COMPUTE_HEADER = ("LayerID, Total Cycles (incl. prefetch), Total Cycles, Stall Cycles, Overall Util %, "
                   "Mapping Efficiency %, Compute Util %,")
@@ -320,3 +320,27 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 register_command("hwsim", "systolic-array simulator: SCALE-Sim reports, array/dataflow sweeps", _configure)
+
+
+def hwsim_demo(opts: DemoOptions) -> list[DemoRow]:
+    """ResNet-18 on a 32x32 systolic array (SCALE-Sim's cycle count) and the photonic grid study."""
+    import jax.numpy as jnp
+
+    from hwsim import photonic, systolic
+
+    t0 = time.perf_counter()
+    net = systolic.load_topology("resnet18")
+    res = systolic.simulate(net, systolic.SystolicArray(32, 32), dataflow="os", compat=True)
+    cycles = float(jnp.sum(res.cycles))
+    rows = [DemoRow("hwsim", "systolic: ResNet-18, 32x32 array, OS", "total cycles", cycles,
+                    time.perf_counter() - t0)]
+    t0 = time.perf_counter()
+    s = photonic.sweep("googlenet", pes=(1024,), ptc=photonic.PTC(4, reprogram_ns=photonic.ELECTRO_OPTIC_NS))
+    grids = [f"{int(r)}x{int(c)}" for r, c in zip(s.grid_rows, s.grid_cols)]
+    util = dict(zip(grids, (float(u) for u in s.utilization)))
+    rows.append(DemoRow("hwsim", "photonic: GoogLeNet, 64 4x4 PTCs, 8x8 vs 1x64 grid", "utilization ratio",
+                        util["8x8"] / util["1x64"], time.perf_counter() - t0))
+    return rows
+
+
+register_demo("hwsim", hwsim_demo)

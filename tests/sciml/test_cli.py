@@ -44,6 +44,31 @@ def test_demo_prints_table_and_writes_png(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_demo_hwsim_rows(tmp_path, capsys):
+    import jax.numpy as jnp
+
+    from hwsim import systolic
+
+    assert cli.main(["demo", "--out", str(tmp_path), "--no-progress", "--only", "hwsim", "--json"]) == 0
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
+    cycles = rows["systolic: ResNet-18, 32x32 array, OS"]["value"]
+    ref = systolic.simulate(systolic.load_topology("resnet18"), systolic.SystolicArray(32, 32),
+                            dataflow="os", compat=True)
+    assert cycles == float(jnp.sum(ref.cycles))
+    assert rows["photonic: GoogLeNet, 64 4x4 PTCs, 8x8 vs 1x64 grid"]["value"] > 1.0
+
+
+@pytest.mark.slow  # ~75 s: digit-sum training, an MCI search and three CT reconstructions
+def test_demo_ct_and_symbolic(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path), "--no-progress", "--only", "ct", "symbolic",
+                     "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    psnr = {r["task"].split(": ")[-1]: r["value"] for r in rows if r["system"] == "ct"}
+    assert psnr["CDPA, 4 samples"] > psnr["FBP"] + 5  # the gate, on one held-out phantom
+    sym = [r for r in rows if r["system"] == "symbolic"]
+    assert sym[0]["value"] > 0.85 and sym[-1]["value"] < 1e-6  # digit-sum accuracy, MCI extrapolation
+
+
 def test_demo_rejects_unknown_system(tmp_path):
     with pytest.raises(SystemExit, match="--only must name systems"):
         cli.main(["demo", "--out", str(tmp_path), "--only", "nope"])
