@@ -26,7 +26,9 @@ the global best first fits to ``tol`` both on the training rows and on the inter
 split (that last round lets the simplifier offer simpler equivalent forms). The answer is
 chosen from the archive by the critic: the simplest hypothesis whose internal-extrapolation NMSE is
 within a factor ``2`` (plus ``tol``) of the best one (with ``budget_s``, the archive is scored
-simplest first until 1.15 ``budget_s``; members left unscored are not chosen).
+simplest first until the budget is spent; members left unscored are not chosen). Once the budget is
+spent, agents that have not yet proposed in the current round skip it; a fit or a critique that has
+started finishes, so a run can end a few seconds past ``budget_s``.
 
 Determinism: agents and fits draw their randomness from ``key`` only, so the same key and data give the
 same equation whenever the run ends by ``iterations`` or ``tol`` (a ``budget_s`` stop depends on the
@@ -512,6 +514,8 @@ def discover(
         n_proposed = 0
         notes: list[str] = []
         for i, a in enumerate(agents):
+            if best is not None and out_of_time():  # the rest of the agents skip this last round
+                break
             ctx = Context(
                 X=Xn, y=yn, variables=names, grammar=grammar, units=units_t, iteration=it,
                 global_best=best, personal_best=personal[i], archive=_pareto(archive), critique=text,
@@ -604,13 +608,13 @@ def discover(
             break
     if best is None:
         raise ValueError("no agent proposed a valid candidate; check the agents and the grammar")
-    # The critic scores the rest of the Pareto front, simplest first, within the budget plus a grace
-    # of 15% (a refit of a long skeleton can take many seconds); a member left unscored counts as
-    # not extrapolating (inf), so the critiqued global best always has a score.
+    # The critic scores the rest of the Pareto front, simplest first, within the budget (a refit of a
+    # long skeleton can take many seconds); a member left unscored counts as not extrapolating (inf),
+    # so the critiqued global best always has a score.
     front = []
     for j, h in enumerate(_pareto(archive)):  # ascending complexity
         if math.isnan(h.extrapolation_nmse):
-            late = budget_s is not None and time.perf_counter() - t0 > 1.15 * budget_s
+            late = out_of_time()
             e = math.inf if late else _extrapolation_nmse(h, data, jax.random.fold_in(key, 5_000_000 + j),
                                                           fit_options)
             h = dataclasses.replace(h, extrapolation_nmse=e)

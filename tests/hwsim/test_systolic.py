@@ -135,8 +135,10 @@ def test_shipped_topologies():
     bert = systolic.load_topology("bert_base_encoder")
     assert "FFN1" in bert.names
     assert int(bert.macs.sum()) == 128 * 768 * (4 * 768 + 2 * 3072) + 24 * 128 * 128 * 64
+    agz = systolic.load_topology("alphagozero")  # 19 x 19 board: every tower conv has 361 outputs
+    assert int(agz.m[0]) == 361 and int(agz.n[0]) == 256 and int(agz.k[0]) == 3 * 3 * 17
     with pytest.raises(ValueError, match="`name` must be one of"):
-        systolic.load_topology("googlenet")
+        systolic.load_topology("lenet")
 
 
 # --------------------------------------------------------------------------------------------------

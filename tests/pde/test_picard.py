@@ -262,6 +262,7 @@ def test_reaction_diffusion_exact_solution_solves_the_pde(getkey):
             assert float(problem.exact(jnp.zeros(()), jnp.zeros(d))) == pytest.approx(1.6, abs=1e-15)
 
 
+@pytest.mark.slow  # 10 s; test_allen_cahn_d100_within_one_percent checks MLP's accuracy
 def test_reaction_diffusion_error_decreases_with_level():
     """d = 10: the spread of independent estimates falls at every level 2..5, and the level-5 mean is
     within 1% of 1.6 and 4 standard errors."""

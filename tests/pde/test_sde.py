@@ -90,6 +90,7 @@ def test_sample_terminal(getkey):
 # ----------------------------------------------------------------------------- convergence
 
 
+@pytest.mark.slow  # 13 s; the strong-order regressions below cover both schemes
 def test_euler_maruyama_weak_error_gbm(getkey):
     """E[X_1^EM] - E[X_1] = (1 + mu h)^N - e^mu = O(h), estimated against the exact X_1 on the
     same Brownian paths (common random numbers make the difference's variance O(h))."""

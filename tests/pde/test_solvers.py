@@ -67,7 +67,9 @@ def test_deep_bsde_hjb_small_d_uses_the_nonlinearity():
     assert sol.rel_error < 0.02
 
 
-@pytest.mark.parametrize("parallel", ["sharded", pytest.param("pmap", marks=pytest.mark.slow)])
+# slow: 16 s; the sharded path is checked by the DeepKolmogorov test above and sciml.train's tests
+@pytest.mark.parametrize("parallel", [pytest.param("sharded", marks=pytest.mark.slow),
+                                      pytest.param("pmap", marks=pytest.mark.slow)])
 def test_deep_bsde_on_four_devices_matches_one(parallel):
     """Paths sharded over 4 CPU devices give the estimate of one device."""
     problem = pde.make_problem("hjb", 5, lam=1)

@@ -316,6 +316,7 @@ def test_tv_reaches_the_minimum(getkey):
     assert f0 <= res.fun * (1 + 1e-3)
 
 
+@pytest.mark.slow  # 11 s; test_tv_reaches_the_minimum checks the solver against L-BFGS-B
 def test_tv_limits():
     # weight 0, no constraint: least squares, here the phantom itself (consistent, determined system)
     g = ct.parallel_beam(np.linspace(0, np.pi, 40, endpoint=False), 24, (16, 16))

@@ -50,7 +50,9 @@ def test_cg_consistency_matches_direct_solve(problem, getkey):
     assert float(jnp.linalg.norm(ct.project(x3, g) - y)) < 0.2 * float(r0)
 
 
-@pytest.mark.parametrize("kind", ["cdpa", "dds", pytest.param("dps", marks=pytest.mark.slow)])
+# DDS and DPS run the same sampler and consistency code as CDPA (slow: ~14 s each)
+@pytest.mark.parametrize("kind", ["cdpa", pytest.param("dds", marks=pytest.mark.slow),
+                                  pytest.param("dps", marks=pytest.mark.slow)])
 def test_methods_through_reconstruct(kind, problem, getkey):
     truth, y, g = problem
     model = _model(getkey(), cond=kind == "cdpa")
