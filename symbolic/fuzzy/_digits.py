@@ -597,8 +597,8 @@ def train_digit_sum(
         >>> rng = np.random.default_rng(0); proto = rng.random((10, 64))
         >>> y = np.arange(200) % 10; x = np.clip(proto[y] + 0.1 * rng.normal(size=(200, 64)), 0, 1)
         >>> r = fuzzy.train_digit_sum(fuzzy.digit_data(x, y, seed=0), fuzzy.ExactSum(), n_pairs=100,
-        ...                           steps=300, key=jax.random.key(0))
-        >>> r.digit_accuracy > 0.5
+        ...                           steps=300, key=jax.random.key(0))  # doctest: +SKIP
+        >>> r.digit_accuracy > 0.5  # doctest: +SKIP
         True
     """
     if not isinstance(data, DigitData):

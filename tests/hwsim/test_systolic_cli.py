@@ -73,6 +73,7 @@ def test_systolic_writes_scalesim_reports(files, capsys):
     assert detail[:, 18].tolist() == np.asarray(r.memory.ofmap_dram_writes).tolist()
 
 
+@pytest.mark.slow  # 14 s; the CLI's report path is covered by test_systolic_writes_scalesim_reports
 def test_sweep_grid_and_sparsity_option(files, capsys):
     out = files / "sweep.csv"
     assert cli.main(["hwsim", "sweep", "-t", str(files / "net.csv"), "--arrays", "8x8,4x32",

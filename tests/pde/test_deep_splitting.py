@@ -201,6 +201,7 @@ def test_gradient_nonlinearity(getkey, theta):
         assert abs(wrong - scheme) > 0.2 * scheme
 
 
+@pytest.mark.slow  # 11 s; the other DeepSplitting tests cover the solver at x0 and its schemes
 def test_reaction_diffusion_on_box(getkey):
     """The benchmark S3 at d = 4 on its box [-1, 1]^4 (f vanishes on the exact solution, so the scheme
     has no time-discretisation bias): u(0, 0) = 1.6 to 0.5%, u(0, .) on the box to 1% relative L1.

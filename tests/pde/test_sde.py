@@ -107,7 +107,10 @@ def test_euler_maruyama_weak_error_gbm(getkey):
     assert 0.8 < _slope(hs, np.abs(errors)) < 1.2
 
 
-@pytest.mark.parametrize("scheme, low, high", [(S.EulerMaruyama(), 0.4, 0.7), (S.Milstein(), 0.85, 1.2)])
+# Euler-Maruyama's order regression is slow (12 s); Milstein's stays in the default suite
+@pytest.mark.parametrize("scheme, low, high",
+                         [pytest.param(S.EulerMaruyama(), 0.4, 0.7, marks=pytest.mark.slow),
+                          (S.Milstein(), 0.85, 1.2)])
 def test_strong_order_gbm(scheme, low, high, getkey):
     """E|X_1^h - X_1| ~ h^p, with the exact X_1 built from the increments that drove the scheme."""
     with backend.precision("float64"):

@@ -45,6 +45,7 @@ def _batch(keys):
     return jax.vmap(lambda k: ct.textured_phantom(k, (64, 64)))(keys)
 
 
+@pytest.mark.slow  # 13 s; the sparse-view task tests draw textured phantoms too
 def test_textured_phantom_seeded_nonnegative_batched(getkey):
     keys = jax.random.split(getkey(), 2)
     batch = jax.jit(_batch)(keys)

@@ -104,6 +104,7 @@ def test_free_constants_helper_gives_fit_skeleton():
     assert all(r.snapped)
 
 
+@pytest.mark.slow  # 12 s; snapping is also checked by the Arrhenius and public-formula fits
 def test_snap_pi_and_refit():
     x = np.linspace(-1.0, 1.0, N)[:, None]
     y = 1.234567 * np.sin(2 * np.pi * x[:, 0]) + 0.5 * x[:, 0]

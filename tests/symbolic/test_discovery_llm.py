@@ -168,6 +168,7 @@ def test_openai_round_parses_fits_and_ranks(server, monkeypatch):
     assert min(fits[i].loss for i in order[1:]) > 1e-3 * np.var(ctx.y)
 
 
+@pytest.mark.slow  # 11 s; test_openai_round_parses_fits_and_ranks runs the parse-fit-rank round
 def test_one_collective_round_with_the_llm_agent(server):
     """The LLM agent inside `discover`: one round parses, fits (with snapping) and ranks the replies."""
     server.text = REPLY_LIST

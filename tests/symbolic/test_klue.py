@@ -219,6 +219,7 @@ def test_digit_sum_restarts_keep_the_lowest_training_loss():
         F.train_digit_sum(data, m, restarts=0, **kw)
 
 
+@pytest.mark.slow  # 12 s; restarts run in test_digit_sum_exact_end_to_end
 def test_digit_sum_select_after_continues_the_kept_restart():
     # the restarts stop at step 10, the kept one goes on to 30: the same as that restart run 30 steps
     data = _synthetic(200)
