@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._geometry import AbstractGeometry, ConeBeam, FanBeam, ParallelBeam
+from ._geometry import AbstractGeometry, ConeBeam, FanBeam, ParallelBeam, pixel_centres
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 
@@ -96,11 +96,7 @@ def _interp(q, u, u0, du):
 
 
 def _pixel_grid(geometry):
-    ny, nx = geometry.image_shape[-2:]
-    px = geometry.voxel
-    x = (jnp.arange(nx, dtype=px.dtype) - (nx - 1) / 2) * px
-    y = ((ny - 1) / 2 - jnp.arange(ny, dtype=px.dtype)) * px
-    return jnp.meshgrid(y, x, indexing="ij")[::-1]  # X, Y as (ny, nx)
+    return pixel_centres(geometry, geometry.voxel.dtype)
 
 
 def _fbp_parallel(sino, g: ParallelBeam, filter, cutoff):

@@ -74,6 +74,15 @@ def check_shape(value: Any, ndim: int, name: str) -> tuple[int, ...]:
     return shape
 
 
+def pixel_centres(geometry, dtype) -> tuple[Array, Array]:
+    """Physical (x, y) of the pixel centres of a slice, each of shape (ny, nx), in ``dtype``."""
+    ny, nx = geometry.image_shape[-2:]
+    px = geometry.voxel.astype(dtype)
+    x = (jnp.arange(nx, dtype=dtype) - (nx - 1) / 2) * px
+    y = ((ny - 1) / 2 - jnp.arange(ny, dtype=dtype)) * px
+    return tuple(jnp.meshgrid(y, x, indexing="ij")[::-1])  # X, Y
+
+
 # the projector discretisations (see sciml.ct._projector); "strip" is for 2D parallel beam only
 PROJECTORS = ("joseph", "strip")
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_float_array
-from ._geometry import AbstractGeometry, check_geometry
+from ._geometry import AbstractGeometry, check_geometry, pixel_centres
 
 # Interpolation samples (rays x planes) per chunk of views: bounds memory for 3D geometries.
 _SAMPLES_PER_CHUNK = 1 << 22
@@ -103,14 +103,13 @@ def _strip_project_one(image, geometry):
     px = geometry.pixel_size.astype(dt)
     w = geometry.detector_spacing.astype(dt)
     n = geometry.detector_count
-    x = (jnp.arange(nx, dtype=dt) - (nx - 1) / 2) * px
-    y = ((ny - 1) / 2 - jnp.arange(ny, dtype=dt)) * px
+    X, Y = pixel_centres(geometry, dt)
     edge0 = -0.5 * n * w + geometry.detector_offset.astype(dt)  # left edge of bin 0
     j = jnp.arange(geometry.strip_bins)
 
     def view(angle):
         c, s = jnp.cos(angle.astype(dt)), jnp.sin(angle.astype(dt))
-        uc = (x[None, :] * c + y[:, None] * s).reshape(-1)
+        uc = (X * c + Y * s).reshape(-1)
         ac, as_ = 0.5 * px * jnp.abs(c), 0.5 * px * jnp.abs(s)
         hi, lo = jnp.maximum(ac, as_), jnp.minimum(ac, as_)
         # the bins a footprint can touch were counted at construction; a spacing changed since
