@@ -3,13 +3,19 @@ r"""Topology-aware photonic accelerators: utilisation and memory traffic of ever
 Jahannia, Amirany and Dalir ("Towards topology-aware very large-scale photonic AI accelerators",
 arXiv:2604.26966, 2026) tile ``k x k`` photonic tensor cores (k = 4) in ``Rg x Cg`` grids and find
 that, at a fixed PE budget, the grid's shape rather than its size governs utilisation (square grids
-beat linear ``1 x N`` ones). This script measures that with :func:`hwsim.photonic.sweep` (SCALE-Sim's
-GEMM lowering and weight-stationary folding, see ``hwsim/photonic/_grid.py``): for PE budgets
-{64, 256, 1024} and every factorisation of each, on GoogleNet, ResNet-18, MobileNet and AlphaGo Zero,
-utilisation (whole network, its convolutions, its M = 1 fully connected layers) and SRAM accesses,
-for thermal (1 us) and electro-optic (1 ns) weight reprogramming. The sweep is timed after
-compilation. With ``--noise`` (default on) it also trains a small MLP on sklearn's digits, runs its
-matmuls through SVD-mapped MZI meshes and reports accuracy against phase-noise sigma.
+beat linear ``1 x N`` ones on convolutions, and the ranking changes on fully connected layers). This
+script measures that with :func:`hwsim.photonic.sweep` (SCALE-Sim's GEMM lowering and folding, see
+``hwsim/photonic/_grid.py``): for PE budgets {64, 256, 1024} and every factorisation of each, on
+GoogleNet, ResNet-18, MobileNet and AlphaGo Zero, for thermal (1 us) and electro-optic (1 ns)
+reprogramming, and for two dataflows: weight stationary (``ws``, weights programmed into the meshes)
+and the per-layer faster of weight and input stationary (``best``; input stationary programs the
+ifmap and streams the filter columns). Per network x budget it reports the whole-network utilisation
+of the square grid over the ``1 x N`` and ``N x 1`` grids, the SRAM-access reduction of the square
+grid, the best grid for the convolutions and for the M = 1 (GEMV) layers, the per-layer maximum and
+median square-vs-linear utilisation ratio over the convolutions, and whether the GEMV ranking is
+reversed (its best grid is not the square one; by how much). The sweeps are timed after compilation.
+With ``--noise`` (default on) it also trains a small MLP on sklearn's digits, runs its matmuls through
+SVD-mapped MZI meshes and reports accuracy against phase-noise sigma.
 
 Usage::
 
@@ -35,6 +41,8 @@ from hwsim import photonic
 
 NETWORKS = ("googlenet", "resnet18", "mobilenet", "alphagozero")
 BUDGETS = (64, 256, 1024)
+DATAFLOWS = ("ws", "best")
+REPROGRAMMING = (("thermal", photonic.THERMO_OPTIC_NS), ("electro_optic", photonic.ELECTRO_OPTIC_NS))
 
 
 def _part(s, mask):
@@ -43,46 +51,61 @@ def _part(s, mask):
     return macs.sum(0) / (np.asarray(s.pes, np.float64) * cyc.sum(0))
 
 
-def topology_study(reprogram_ns: float) -> tuple[dict, float]:
+def _budget_summary(s, p: int) -> dict:
+    """The study's numbers for one network on the grids of one PE budget."""
+    g = np.asarray(s.is_gemv)
+    rows, cols, pes = (np.asarray(x).tolist() for x in (s.grid_rows, s.grid_cols, s.pes))
+    idx = [j for j in range(len(pes)) if pes[j] == p]
+    name = lambda j: f"{rows[j]}x{cols[j]}"  # noqa: E731
+    lin, tall = idx[0], idx[-1]  # 1 x N, N x 1
+    sq = min(idx, key=lambda j: (abs(np.log(rows[j] / cols[j])), -rows[j]))
+    util, mem = np.asarray(s.utilization, np.float64), np.asarray(s.memory_accesses, np.float64)
+    conv_u, gemv_u = _part(s, ~g), _part(s, g)
+    argmax = lambda u: max(idx, key=lambda j: u[j])  # noqa: E731  (ties: the first, 1 x N side)
+    best, best_conv, best_gemv = argmax(util), argmax(conv_u), argmax(gemv_u)
+    layer_u = np.asarray(s.layers.utilization, np.float64)
+    conv = np.where(~g)[0]
+    vs_lin, vs_tall = layer_u[conv, sq] / layer_u[conv, lin], layer_u[conv, sq] / layer_u[conv, tall]
+    chose_is = np.asarray(s.layers.input_stationary)
+    return dict(
+        grids=[name(j) for j in idx],
+        utilization=[float(util[j]) for j in idx],
+        conv_utilization=[float(conv_u[j]) for j in idx],
+        gemv_utilization=[float(gemv_u[j]) for j in idx],
+        memory_accesses=[float(mem[j]) for j in idx],
+        input_stationary_layers=[int(chose_is[:, j].sum()) for j in idx],
+        square_grid=name(sq), best_grid=name(best), best_conv_grid=name(best_conv),
+        best_gemv_grid=name(best_gemv),
+        square_over_1xN_util=float(util[sq] / util[lin]),
+        square_over_Nx1_util=float(util[sq] / util[tall]),
+        square_over_1xN_conv_util=float(conv_u[sq] / conv_u[lin]),
+        square_over_Nx1_conv_util=float(conv_u[sq] / conv_u[tall]),
+        memory_reduction_square_vs_1xN=float(1 - mem[sq] / mem[lin]),
+        memory_reduction_square_vs_Nx1=float(1 - mem[sq] / mem[tall]),
+        conv_layer_square_over_1xN_max=float(vs_lin.max()),
+        conv_layer_square_over_1xN_median=float(np.median(vs_lin)),
+        conv_layer_square_over_1xN_max_layer=s.layers.names[int(conv[vs_lin.argmax()])],
+        conv_layer_square_over_Nx1_max=float(vs_tall.max()),
+        conv_layer_square_over_Nx1_median=float(np.median(vs_tall)),
+        conv_layer_square_over_Nx1_max_layer=s.layers.names[int(conv[vs_tall.argmax()])],
+        gemv_reversed=bool(best_gemv != sq and gemv_u[best_gemv] > gemv_u[sq]),
+        gemv_best_over_square=float(gemv_u[best_gemv] / gemv_u[sq]),
+        gemv_spread=float(np.ptp(gemv_u[idx]) / gemv_u[idx].max()),
+    )
+
+
+def topology_study(reprogram_ns: float, dataflow: str) -> tuple[dict, float]:
     ptc = photonic.PTC(4, reprogram_ns=reprogram_ns)
+    run = lambda name: photonic.sweep(name, BUDGETS, ptc=ptc, dataflow=dataflow)  # noqa: E731
     for name in NETWORKS:  # compile
-        jax.block_until_ready(photonic.sweep(name, BUDGETS, ptc=ptc))
+        jax.block_until_ready(run(name))
     t0 = time.perf_counter()
-    sweeps = {name: jax.block_until_ready(photonic.sweep(name, BUDGETS, ptc=ptc)) for name in NETWORKS}
+    sweeps = {name: jax.block_until_ready(run(name)) for name in NETWORKS}
     seconds = time.perf_counter() - t0
     out = {}
     for name, s in sweeps.items():
-        g = np.asarray(s.is_gemv)
-        rows, cols, pes = (np.asarray(x).tolist() for x in (s.grid_rows, s.grid_cols, s.pes))
-        util, mem = np.asarray(s.utilization), np.asarray(s.memory_accesses)
-        conv_u, gemv_u = _part(s, ~g), _part(s, g)
-        per_budget = {}
-        for p in BUDGETS:
-            idx = [j for j in range(len(pes)) if pes[j] == p]
-            lin = idx[0]  # 1 x N
-            best = max(idx, key=lambda j: util[j])
-            sq = min(idx, key=lambda j: (abs(np.log(rows[j] / cols[j])), -rows[j]))
-            layer_u = np.asarray(s.layers.utilization)[:, idx]
-            ratios = layer_u.max(1) / layer_u[:, 0]
-            per_budget[p] = dict(
-                grids=[f"{rows[j]}x{cols[j]}" for j in idx],
-                utilization=[float(util[j]) for j in idx],
-                conv_utilization=[float(conv_u[j]) for j in idx],
-                gemv_utilization=[float(gemv_u[j]) for j in idx],
-                memory_accesses=[float(mem[j]) for j in idx],
-                best_grid=f"{rows[best]}x{cols[best]}",
-                best_conv_grid=f"{rows[max(idx, key=lambda j: conv_u[j])]}x"
-                               f"{cols[max(idx, key=lambda j: conv_u[j])]}",
-                best_gemv_grid=f"{rows[max(idx, key=lambda j: gemv_u[j])]}x"
-                               f"{cols[max(idx, key=lambda j: gemv_u[j])]}",
-                square_grid=f"{rows[sq]}x{cols[sq]}",
-                square_over_linear_util=float(util[sq] / util[lin]),
-                square_over_linear_conv_util=float(conv_u[sq] / conv_u[lin]),
-                memory_reduction_square_vs_linear=float(1 - mem[sq] / mem[lin]),
-                max_layer_best_over_linear=float(ratios.max()),
-                max_layer=s.layers.names[int(ratios.argmax())],
-            )
-        out[name] = dict(gemv_layers=[s.layers.names[i] for i in np.where(g)[0]], budgets=per_budget)
+        gemv = [s.layers.names[i] for i in np.where(np.asarray(s.is_gemv))[0]]
+        out[name] = dict(gemv_layers=gemv, budgets={p: _budget_summary(s, p) for p in BUDGETS})
     return out, seconds
 
 
@@ -92,25 +115,55 @@ def plot_topology(results: dict, path: pathlib.Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(NETWORKS), figsize=(4.2 * len(NETWORKS), 7), squeeze=False)
+    fig, axes = plt.subplots(3, len(NETWORKS), figsize=(4.2 * len(NETWORKS), 10), squeeze=False)
     res = results["electro_optic"]
     for c, name in enumerate(NETWORKS):
-        for p in BUDGETS:
-            b = res[name]["budgets"][p]
-            x = np.arange(len(b["grids"]))
-            axes[0, c].plot(x, b["utilization"], "o-", label=f"{p} PEs")
-            axes[1, c].plot(x, np.asarray(b["memory_accesses"]) / 1e6, "o-", label=f"{p} PEs")
+        for i, p in enumerate(BUDGETS):
+            for df, ls in zip(DATAFLOWS, ("o-", "s--")):
+                b = res[df][name]["budgets"][p]
+                x = np.arange(len(b["grids"]))
+                kw = dict(color=f"C{i}", label=f"{p} PEs, {df}")
+                axes[0, c].plot(x, b["utilization"], ls, **kw)
+                axes[1, c].plot(x, b["gemv_utilization"], ls, **kw)
+                axes[2, c].plot(x, np.asarray(b["memory_accesses"]) / 1e6, ls, **kw)
             if p == BUDGETS[-1]:
                 for ax in axes[:, c]:
                     ax.set_xticks(x, b["grids"], rotation=45, fontsize=7)
         axes[0, c].set_title(f"{name} (electro-optic)")
-        axes[0, c].set_ylabel("utilisation")
-        axes[1, c].set_ylabel("SRAM accesses (M)")
-        axes[1, c].set_xlabel("grid Rg x Cg (index within budget; labels for 1024)")
-        axes[0, c].legend(fontsize=7)
+        axes[0, c].set_ylabel("utilisation (whole network)")
+        axes[1, c].set_ylabel("utilisation (M = 1 layers)")
+        axes[2, c].set_ylabel("SRAM accesses (M)")
+        axes[2, c].set_xlabel("grid Rg x Cg (index within budget; labels for 1024)")
+        axes[0, c].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def print_table(results: dict) -> None:
+    head = (f"{'net':11s} {'PEs':>4s} {'sq':>3s} {'sq/1xN':>6s} {'sq/Nx1':>6s} {'mem-':>4s} "
+            f"{'conv best':>9s} {'conv layer sq/1xN':>17s} {'sq/Nx1':>11s} "
+            f"{'GEMV best':>9s} {'x sq':>5s} {'rev':>3s} {'IS':>3s}")
+    for label, _ in REPROGRAMMING:
+        for df in DATAFLOWS:
+            print(f"\n{label} reprogramming, dataflow {df}: square grid vs linear (utilisation ratios, "
+                  "SRAM-access reduction vs 1xN, per-layer conv ratios max/median; GEMV = M = 1 layers; "
+                  "IS = layers run input stationary on the square grid)")
+            print(head)
+            for name in NETWORKS:
+                for p in BUDGETS:
+                    r = results[label][df][name]["budgets"][p]
+                    sq = r["grids"].index(r["square_grid"])
+                    lin = (f"{r['conv_layer_square_over_1xN_max']:8.1f}/"
+                           f"{r['conv_layer_square_over_1xN_median']:<8.2f}")
+                    tall = (f"{r['conv_layer_square_over_Nx1_max']:5.1f}/"
+                            f"{r['conv_layer_square_over_Nx1_median']:<5.2f}")
+                    print(f"{name:11s} {p:4d} {r['square_grid']:>3s} {r['square_over_1xN_util']:6.2f} "
+                          f"{r['square_over_Nx1_util']:6.2f} "
+                          f"{100 * r['memory_reduction_square_vs_1xN']:3.0f}% {r['best_conv_grid']:>9s} "
+                          f"{lin} {tall} {r['best_gemv_grid']:>9s} {r['gemv_best_over_square']:5.2f} "
+                          f"{'yes' if r['gemv_reversed'] else 'no':>3s} "
+                          f"{r['input_stationary_layers'][sq]:3d}")
 
 
 def noise_study(seed: int, trials: int) -> dict:
@@ -194,23 +247,16 @@ def main(argv=None) -> int:
     results: dict = {"ptc": "4x4 coherent MZI (SVD) core, 10 GHz; defaults of hwsim.photonic.PTC",
                      "budgets": list(BUDGETS)}
     timings = {}
-    for label, ns in (("thermal", photonic.THERMO_OPTIC_NS), ("electro_optic", photonic.ELECTRO_OPTIC_NS)):
-        results[label], timings[label] = topology_study(ns)
+    for label, ns in REPROGRAMMING:
+        results[label] = {}
+        for df in DATAFLOWS:
+            results[label][df], timings[f"{label}/{df}"] = topology_study(ns, df)
     results["sweep_seconds_after_compile"] = timings
     plot_topology(results, args.out / "photonic_topology.png")
-    for label in ("thermal", "electro_optic"):
-        print(f"\n{label} reprogramming: square / 1xN utilisation (whole net, convs), memory reduction")
-        for name in NETWORKS:
-            for b in BUDGETS:
-                r = results[label][name]["budgets"][b]
-                red = 100 * r["memory_reduction_square_vs_linear"]
-                print(f"  {name:12s} {b:5d} PEs  sq {r['square_grid']:>5s}: "
-                      f"util x{r['square_over_linear_util']:.2f} "
-                      f"conv x{r['square_over_linear_conv_util']:.2f}"
-                      f"  mem -{red:.0f}%  best {r['best_grid']}, best conv {r['best_conv_grid']}, "
-                      f"best GEMV {r['best_gemv_grid']}  max layer x{r['max_layer_best_over_linear']:.1f} "
-                      f"({r['max_layer']})")
-    print(f"\nsweep time after compile (4 networks x 15 grids): {timings}")
+    print_table(results)
+    print("\nsweep time after compile, 4 networks x 15 grids each: "
+          + ", ".join(f"{k} {v:.3f} s" for k, v in timings.items())
+          + f" (all {sum(timings.values()):.3f} s)")
     if args.noise:
         results["noise"] = n = noise_study(args.seed, args.trials)
         import matplotlib

@@ -8,7 +8,8 @@
 * ``photonic --grid 8x8 --ptc 4 --topology googlenet`` prints the per-layer utilisation, cycles, memory
   accesses and throughput of a grid of photonic tensor cores (``--json`` for JSON);
   ``photonic sweep --pes 64,256,1024 --topology googlenet -o out.csv`` runs every grid factorisation
-  of each PE budget and writes one CSV row per (topology, grid).
+  of each PE budget and writes one CSV row per (topology, grid). Both take ``--dataflow ws|is|best``
+  (weight stationary, input stationary, or the faster of the two per layer; default ws).
 """
 
 from __future__ import annotations
@@ -199,15 +200,17 @@ def _cmd_photonic(args) -> int:
     rg, cg = args.grid
     try:
         topo = photonic.as_topology(args.topology)
-        r = photonic.simulate_grid(topo, photonic.Grid(rg, cg), _ptc(args))
+        r = photonic.simulate_grid(topo, photonic.Grid(rg, cg), _ptc(args), dataflow=args.dataflow)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"sciml hwsim photonic: {e}") from None
     tot = {key: float(v) for key, v in r.totals().items()}
-    layers = [dict(layer=name, folds=int(r.folds[i]), cycles=int(r.cycles[i]),
+    layers = [dict(layer=name, dataflow="is" if bool(r.input_stationary[i]) else "ws",
+                   folds=int(r.folds[i]), cycles=int(r.cycles[i]),
                    utilization=float(r.utilization[i]), memory_accesses=int(r.memory_accesses[i]),
                    throughput_macs_per_s=float(r.throughput[i]))
               for i, name in enumerate(topo.names)]
     summary = dict(topology=topo.name, grid=f"{rg}x{cg}", k=args.ptc, pes=rg * cg * args.ptc ** 2,
+                   dataflow=r.dataflow,
                    cycles=tot["cycles"], utilization=tot["utilization"],
                    memory_accesses=tot["memory_accesses"], throughput_macs_per_s=tot["throughput"],
                    energy_j=tot["energy_j"], laser_dbm=float(r.laser_dbm.ravel()[0]),
@@ -215,12 +218,14 @@ def _cmd_photonic(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    head = ("layer", "folds", "cycles", "util %", "mem accesses", "MAC/s")
-    cells = [head] + [(x["layer"], str(x["folds"]), str(x["cycles"]), f"{100 * x['utilization']:.2f}",
-                       str(x["memory_accesses"]), f"{x['throughput_macs_per_s']:.3g}") for x in layers]
+    head = ("layer", "dataflow", "folds", "cycles", "util %", "mem accesses", "MAC/s")
+    cells = [head] + [(x["layer"], x["dataflow"], str(x["folds"]), str(x["cycles"]),
+                       f"{100 * x['utilization']:.2f}", str(x["memory_accesses"]),
+                       f"{x['throughput_macs_per_s']:.3g}") for x in layers]
     lines = _table(cells)
     print(f"{topo.name} on a {rg}x{cg} grid of {args.ptc}x{args.ptc} PTCs ({summary['pes']} PEs), "
-          f"{args.core}, {args.modulation_ghz} GHz, reprogram {args.reprogram_ns} ns")
+          f"{args.core}, {args.modulation_ghz} GHz, reprogram {args.reprogram_ns} ns, "
+          f"dataflow {r.dataflow}")
     print("\n".join(lines))
     print(f"\ntotal: utilization {100 * tot['utilization']:.2f} %, cycles {tot['cycles']:.4g}, "
           f"memory accesses {tot['memory_accesses']:.4g}, throughput {tot['throughput']:.4g} MAC/s, "
@@ -230,7 +235,8 @@ def _cmd_photonic(args) -> int:
 
 
 PHOTONIC_SWEEP_HEADER = ("topology,pes,grid_rows,grid_cols,k,utilization,cycles,memory_accesses,"
-                         "throughput_macs_per_s,energy_j,gemv_utilization,conv_utilization")
+                         "throughput_macs_per_s,energy_j,gemv_utilization,conv_utilization,dataflow,"
+                         "is_layers")
 
 
 def _cmd_photonic_sweep(args) -> int:
@@ -243,7 +249,7 @@ def _cmd_photonic_sweep(args) -> int:
     try:
         ptc = _ptc(args)
         for name in names:
-            s = photonic.sweep(name, pes=args.pes, ptc=ptc)
+            s = photonic.sweep(name, pes=args.pes, ptc=ptc, dataflow=args.dataflow)
             g = np.asarray(s.is_gemv)
             macs = np.asarray(s.layers.macs, np.float64)
             cyc = np.asarray(s.layers.cycles, np.float64)
@@ -255,11 +261,13 @@ def _cmd_photonic_sweep(args) -> int:
                 return macs[mask].sum(0) / (pes * cyc[mask].sum(0))
 
             ug, uc = part(g), part(~g)
+            n_is = np.asarray(s.layers.input_stationary).sum(0)
             for j in range(len(pes)):
                 lines.append(f"{s.topology},{int(s.pes[j])},{int(s.grid_rows[j])},{int(s.grid_cols[j])},"
                              f"{ptc.k},{float(s.utilization[j]):.6g},{float(s.cycles[j]):.6g},"
                              f"{float(s.memory_accesses[j]):.6g},{float(s.throughput[j]):.6g},"
-                             f"{float(s.energy_j[j]):.6g},{ug[j]:.6g},{uc[j]:.6g}")
+                             f"{float(s.energy_j[j]):.6g},{ug[j]:.6g},{uc[j]:.6g},{s.dataflow},"
+                             f"{int(n_is[j])}")
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"sciml hwsim photonic sweep: {e}") from None
     print("\n".join(lines))
@@ -276,7 +284,11 @@ def _ptc_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--core", choices=("mzi", "microring"), default="mzi", help="core kind")
     p.add_argument("--modulation-ghz", type=float, default=10.0, help="modulation rate, GHz")
     p.add_argument("--reprogram-ns", type=float, default=1000.0,
-                   help="weight reprogramming time, ns (1000: thermal, 1: electro-optic)")
+                   help="time to reprogram the meshes, ns (1000: thermal, 1: electro-optic)")
+    p.add_argument("--dataflow", choices=("ws", "is", "best"), default="ws",
+                   help="ws: weights programmed into the meshes, inputs streamed; is: input tiles "
+                        "programmed, weight columns streamed (wins on M = 1 fully connected layers); "
+                        "best: the faster of the two per layer (default ws)")
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,9 @@ resolution; :func:`perturb` draws a non-ideal mesh from a PRNG key and :func:`fi
 Grid level: a :class:`PTC` (``k x k`` core: MZI or microring, rates, reprogramming time, link budget,
 energies) tiled in a :class:`Grid` of ``Rg x Cg`` cores runs layers lowered to GEMM by
 :mod:`hwsim.systolic` (:func:`simulate_grid` -> :class:`GridResult`: folds, cycles, utilisation, SRAM
-accesses, throughput, energy, laser feasibility); :func:`sweep` runs every factorisation
-(:func:`factor_grids`) of several PE budgets in one compiled call (:class:`SweepResult`).
+accesses, throughput, energy, laser feasibility), weight stationary, input stationary or the faster
+of the two per layer (``dataflow="ws" | "is" | "best"``, :data:`DATAFLOWS`); :func:`sweep` runs every
+factorisation (:func:`factor_grids`) of several PE budgets in one compiled call (:class:`SweepResult`).
 
 Example:
     >>> from hwsim import photonic
@@ -24,6 +25,7 @@ Example:
 """
 
 from ._grid import CORES as CORES
+from ._grid import DATAFLOWS as DATAFLOWS
 from ._grid import ELECTRO_OPTIC_NS as ELECTRO_OPTIC_NS
 from ._grid import PTC as PTC
 from ._grid import THERMO_OPTIC_NS as THERMO_OPTIC_NS

@@ -1,22 +1,43 @@
 r"""Photonic tensor cores (PTCs) tiled in an ``Rg x Cg`` grid: folds, cycles, utilisation, memory
 traffic, throughput, energy and the laser link budget of a network.
 
-**Mapping.** A grid of ``Rg x Cg`` PTCs of ``k x k`` weights acts as one weight-stationary
-``R x C = (Rg k) x (Cg k)`` array. Layers are lowered to GEMMs ``ofmap[M, N] = ifmap[M, K] @
-filter[K, N]`` by :mod:`hwsim.systolic` (SCALE-Sim's lowering, :func:`hwsim.systolic.conv`), and
-the weight-stationary mapping and folding of :class:`hwsim.systolic.WeightStationary` is reused as
-is: ``S_r = K`` along the rows, ``S_c = N`` along the columns, ``T = M`` input vectors in time,
-``F = ceil(K / R) ceil(N / C)`` folds, SRAM reads of ``ceil(N / C) M K`` inputs (re-read once per
-column fold) and ``K N`` weights, and ``ceil(K / R) M N`` writes of outputs and partial sums (once
-per row fold).
+**Mapping.** A grid of ``Rg x Cg`` PTCs of ``k x k`` elements acts as one ``R x C = (Rg k) x (Cg k)``
+array whose tuned elements (phase shifters or rings) hold a *stationary* matrix while the input
+modulators stream the other operand as light, one vector per modulation cycle. Layers are lowered to
+GEMMs ``ofmap[M, N] = ifmap[M, K] @ filter[K, N]`` by :mod:`hwsim.systolic` (SCALE-Sim's lowering,
+:func:`hwsim.systolic.conv`), and the mapping, folds and SRAM counts of its dataflow classes are
+reused as they are (SCALE-Sim's ``S_r, S_c, T``; ``F = ceil(S_r / R) ceil(S_c / C)`` folds):
+
+* ``dataflow="ws"`` (weight stationary, the default; :class:`hwsim.systolic.WeightStationary`): each
+  fold programs a ``K x N`` tile of the filter into the meshes and streams the ``M`` ifmap rows
+  (``S_r = K``, ``S_c = N``, ``T = M``). SRAM: ``ceil(N / C) M K`` ifmap reads (re-read once per
+  column fold), ``K N`` filter reads (each weight programmed once), ``ceil(K / R) M N`` ofmap writes
+  (outputs and partial sums, once per row fold).
+* ``dataflow="is"`` (input stationary; :class:`hwsim.systolic.InputStationary`): the same optics
+  compute the transposed product ``Y^T = W^T X^T``: each fold programs a ``K x M`` tile of the
+  *ifmap* into the meshes and the ``N`` filter columns are modulated onto the light, so each cycle a
+  detector column reads out one ofmap column ``X w_n`` (``S_r = K``, ``S_c = M``, ``T = N``). SRAM:
+  ``K M`` ifmap reads (each activation programmed once), ``ceil(M / C) K N`` filter reads (re-read
+  once per column fold), ``ceil(K / R) M N`` ofmap writes. It pays off where ``M`` is small and ``N``
+  large (fully connected layers on one input vector, ``M = 1``): one fold then streams ``N`` vectors
+  instead of one, so the reprogramming is amortised. Assumptions: activations are programmed with the
+  same tuners and in the same time as weights; a coherent (SVD) core would also have to decompose each
+  activation tile into phases online (a microring bank sets one ring per value directly); that
+  electronic cost is not modelled.
+* ``dataflow="best"``: per layer, whichever of ``"ws"`` and ``"is"`` takes fewer cycles (ties go to
+  ``"ws"``); :attr:`GridResult.input_stationary` says which one ran. It minimises cycles, not SRAM
+  traffic or energy.
+
+Output stationary is not offered: it would need detectors that integrate over the ``K`` reduction
+steps (time-integrating receivers), which this model does not include.
 
 **Time.** Unlike a systolic array there is no operand skew: light crosses a core in picoseconds, so a
-fold streams its ``M`` input vectors in ``M`` modulation cycles; before that every core is
-reprogrammed with the fold's weights (all cores in parallel), which takes
-``ceil(t_reprog f_mod)`` cycles:
+fold streams its ``T`` vectors (``M`` for ``"ws"``, ``N`` for ``"is"``) in ``T`` modulation cycles;
+before that every core is reprogrammed with the fold's stationary tile (all cores in parallel), which
+takes ``ceil(t_reprog f_mod)`` cycles:
 
 .. math::
-    \text{cycles} = F\,(M + \lceil t_\text{reprog} f_\text{mod} \rceil), \qquad
+    \text{cycles} = F\,(T + \lceil t_\text{reprog} f_\text{mod} \rceil), \qquad
     \text{utilisation} = \frac{M N K}{R C \cdot \text{cycles}}, \qquad
     \text{throughput} = \frac{M N K\, f_\text{mod}}{\text{cycles}}.
 
@@ -54,7 +75,7 @@ from jaxtyping import Array, Bool, Float, Int
 import sciml.backend as B
 from sciml._checks import check_real_scalar
 
-from ..systolic._dataflow import WeightStationary, cdiv
+from ..systolic._dataflow import AbstractDataflow, InputStationary, WeightStationary, cdiv
 from ..systolic._workload import (
     TOPOLOGIES,
     Layer,
@@ -68,8 +89,8 @@ from ..systolic._workload import (
     read_topology,
 )
 
-__all__ = ["CORES", "ELECTRO_OPTIC_NS", "THERMO_OPTIC_NS", "PTC", "Grid", "GridResult", "SweepResult",
-           "factor_grids", "simulate_grid", "sweep", "as_topology"]
+__all__ = ["CORES", "DATAFLOWS", "ELECTRO_OPTIC_NS", "THERMO_OPTIC_NS", "PTC", "Grid", "GridResult",
+           "SweepResult", "factor_grids", "simulate_grid", "sweep", "as_topology"]
 
 #: Weight reprogramming time of thermo-optic phase shifters / microring heaters, in ns: heaters settle
 #: in microseconds (order of magnitude; Harris et al., "Efficient, compact and low loss thermo-optic
@@ -91,7 +112,27 @@ CORES: dict[str, tuple[Any, Any]] = {
     "microring": (lambda k: k, lambda k: k * k),
 }
 
-_WS = WeightStationary()
+#: The grid's dataflow choices (module docstring) and the :mod:`hwsim.systolic` dataflows each one tries:
+#: per layer, the one with the fewest cycles runs, the first on ties.
+DATAFLOWS: dict[str, tuple[AbstractDataflow, ...]] = {
+    "ws": (WeightStationary(),),
+    "is": (InputStationary(),),
+    "best": (WeightStationary(), InputStationary()),
+}
+
+
+def _dataflow(dataflow: Any) -> str:
+    """The name in :data:`DATAFLOWS` of a grid dataflow given by name or as a systolic instance."""
+    if isinstance(dataflow, AbstractDataflow):
+        dataflow = dataflow.short_name
+    if not isinstance(dataflow, str):
+        raise TypeError(f"`dataflow` must be one of {list(DATAFLOWS)} (a str), got "
+                        f"{type(dataflow).__name__}")
+    key = dataflow.strip().lower()
+    if key not in DATAFLOWS:
+        raise ValueError(f"`dataflow` must be one of {list(DATAFLOWS)} (weight stationary, input "
+                         f"stationary, or the faster of the two per layer), got {dataflow!r}")
+    return key
 
 
 def _positive(value: Any, name: str, dtype: Any, *, allow_zero: bool = False) -> Array:
@@ -244,14 +285,17 @@ class GridResult(eqx.Module):
     gives just the grid shape).
 
     Attributes:
-        row_folds, col_folds, folds: ``ceil(K / R)``, ``ceil(N / C)`` and their product.
-        compute_cycles: ``F M`` (cycles spent modulating inputs).
+        row_folds, col_folds, folds: ``ceil(S_r / R)``, ``ceil(S_c / C)`` and their product
+            (``S_r = K`` in both dataflows; ``S_c = N`` weight stationary, ``M`` input stationary).
+        compute_cycles: ``F T`` (cycles spent modulating the streamed operand; ``T = M`` weight
+            stationary, ``N`` input stationary).
         reprogram_cycles: ``F ceil(t_reprog f_mod)``.
         cycles: their sum.
         macs: useful multiply-accumulates ``M N K``.
         utilization: ``MACs / (R C cycles)``.
-        mapping_efficiency: ``K N / (F R C)``, the fraction of weight slots that hold a weight.
-        ifmap_reads, filter_reads, ofmap_writes: SRAM traffic (weight-stationary counts).
+        mapping_efficiency: ``S_r S_c / (F R C)``, the fraction of tuned slots that hold a value.
+        ifmap_reads, filter_reads, ofmap_writes: SRAM traffic of the dataflow that ran (module
+            docstring).
         memory_accesses: their sum.
         seconds: ``cycles / f_mod``.
         throughput: ``MACs / seconds`` (MAC/s).
@@ -259,7 +303,10 @@ class GridResult(eqx.Module):
         laser_dbm: optical laser power the link budget needs (grid shape only).
         feasible: ``laser_dbm <= max_laser_dbm``.
         pes: ``R C`` (the grid's PEs).
+        input_stationary: whether the layer ran input stationary (always for ``"is"``, never for
+            ``"ws"``, the faster one per layer for ``"best"``).
         names: the layers' names.
+        dataflow: the requested dataflow (``"ws"``, ``"is"`` or ``"best"``).
     """
 
     pes: Int[Array, "..."]
@@ -281,7 +328,9 @@ class GridResult(eqx.Module):
     energy_j: Float[Array, "..."]
     laser_dbm: Float[Array, "..."]
     feasible: Bool[Array, "..."]
+    input_stationary: Bool[Array, "..."]
     names: tuple[str, ...] = eqx.field(default=(), static=True)
+    dataflow: str = eqx.field(default="ws", static=True)
 
     def totals(self) -> dict[str, Array]:
         """Network totals over the leading layer axis, as floats (sums can pass int32): ``macs``,
@@ -296,23 +345,44 @@ class GridResult(eqx.Module):
         return s
 
 
-def _counts(m, n, k, rows, cols, reprog):
-    """Integer counts; works on JAX and NumPy integer arrays alike (the fold arithmetic is
-    :class:`hwsim.systolic.WeightStationary`'s)."""
-    sr, sc, t = _WS.spatiotemporal(m, n, k)
+def _xp(x):
+    # NumPy int64 counts (the int32 overflow check) must stay NumPy; traced ones stay JAX.
+    return np if isinstance(x, (np.ndarray, np.generic)) else jnp
+
+
+def _dataflow_counts(m, n, k, rows, cols, reprog, df: AbstractDataflow):
+    """Integer counts of one dataflow; works on JAX and NumPy integer arrays alike (the fold
+    arithmetic and SRAM counts are those of :mod:`hwsim.systolic`'s dataflow classes)."""
+    sr, sc, t = df.spatiotemporal(m, n, k)
     row_folds, col_folds = cdiv(sr, rows), cdiv(sc, cols)
     folds = row_folds * col_folds
-    ifmap, filt, ofmap = _WS.sram_accesses(sr, sc, t, row_folds, col_folds)
+    ifmap, filt, ofmap = df.sram_accesses(sr, sc, t, row_folds, col_folds)
     return dict(sr=sr, sc=sc, row_folds=row_folds, col_folds=col_folds, folds=folds,
                 compute=folds * t, reprogram=folds * reprog, cycles=folds * (t + reprog),
-                macs=m * n * k, ifmap=ifmap, filter=filt, ofmap=ofmap, memory=ifmap + filt + ofmap)
+                macs=m * n * k, ifmap=ifmap, filter=filt, ofmap=ofmap, memory=ifmap + filt + ofmap,
+                input_stationary=_xp(folds).full(_xp(folds).shape(folds),
+                                                 isinstance(df, InputStationary)))
+
+
+def _counts(m, n, k, rows, cols, reprog, dataflow: str):
+    """The counts of the dataflow ``dataflow`` names in :data:`DATAFLOWS`; with several candidates,
+    element by element those of the one with the fewest cycles (the first on ties)."""
+    best = None
+    for df in DATAFLOWS[dataflow]:
+        c = _dataflow_counts(m, n, k, rows, cols, reprog, df)
+        if best is not None:
+            faster = c["cycles"] < best["cycles"]
+            c = {key: _xp(faster).where(faster, c[key], best[key]) for key in c}
+        best = c
+    return best
 
 
 @eqx.filter_jit
-def _simulate_grid(m, n, k, grid_rows, grid_cols, ptc: PTC, names: tuple[str, ...]) -> GridResult:
+def _simulate_grid(m, n, k, grid_rows, grid_cols, ptc: PTC, names: tuple[str, ...],
+                   dataflow: str) -> GridResult:
     fdt = ptc.modulation_ghz.dtype
     rows, cols = grid_rows * ptc.k, grid_cols * ptc.k
-    c = _counts(m, n, k, rows, cols, ptc.reprogram_cycles)
+    c = _counts(m, n, k, rows, cols, ptc.reprogram_cycles, dataflow)
     cores = (grid_rows * grid_cols).astype(fdt)
     pes = (rows * cols).astype(fdt)
     f = lambda x: x.astype(fdt)  # noqa: E731
@@ -337,12 +407,14 @@ def _simulate_grid(m, n, k, grid_rows, grid_cols, ptc: PTC, names: tuple[str, ..
         filter_reads=full(c["filter"]), ofmap_writes=full(c["ofmap"]),
         memory_accesses=full(c["memory"]), seconds=full(seconds),
         throughput=full(f(c["macs"]) / seconds), energy_j=full(energy), laser_dbm=full(laser_dbm),
-        feasible=full(laser_dbm <= ptc.max_laser_dbm), names=names,
+        feasible=full(laser_dbm <= ptc.max_laser_dbm),
+        input_stationary=full(c["input_stationary"]), names=names, dataflow=dataflow,
     )
 
 
-def _prepare(workload, grid, ptc):
+def _prepare(workload, grid, ptc, dataflow):
     """Check the arguments of :func:`simulate_grid` and lay the layers out against the grid batch."""
+    dataflow = _dataflow(dataflow)
     if not isinstance(workload, (Layer, Topology)):
         raise TypeError("`workload` must be a hwsim.systolic.Layer (gemm(), conv()) or Topology "
                         f"(read_topology(), load_topology()), got {type(workload).__name__}")
@@ -357,42 +429,57 @@ def _prepare(workload, grid, ptc):
     leaves = (m, n, k, grid.rows, grid.cols, ptc.reprogram_ns, ptc.modulation_ghz)
     if all(_is_concrete(x) for x in leaves):
         reprog = int(math.ceil(float(ptc.reprogram_ns) * float(ptc.modulation_ghz)))
-        c = _counts(*(np.asarray(x, np.int64) for x in (m, n, k, grid.rows * ptc.k, grid.cols * ptc.k)),
-                    np.int64(reprog))
-        check_int32_range({key: c[key] for key in ("cycles", "macs", "memory")})
+        dims = [np.asarray(x, np.int64) for x in (m, n, k, grid.rows * ptc.k, grid.cols * ptc.k)]
+        # every candidate must fit: "best" compares their cycle counts in the model's integer type
+        for df in DATAFLOWS[dataflow]:
+            c = _dataflow_counts(*dims, np.int64(reprog), df)
+            check_int32_range({key: c[key] for key in ("cycles", "macs", "memory")})
     names = workload.names if isinstance(workload, Topology) else (workload.name,)
-    return m, n, k, grid.rows, grid.cols, ptc, names
+    return m, n, k, grid.rows, grid.cols, ptc, names, dataflow
 
 
-def simulate_grid(workload: Layer | Topology, grid: Grid, ptc: PTC | None = None) -> GridResult:
+def simulate_grid(workload: Layer | Topology, grid: Grid, ptc: PTC | None = None, *,
+                  dataflow: str = "ws") -> GridResult:
     r"""Folds, cycles, utilisation, SRAM traffic, throughput and energy of a layer or a network on a
     grid of photonic tensor cores (the model is in the module docstring of
     :mod:`hwsim.photonic._grid`).
 
-    With ``R = Rg k``, ``C = Cg k`` and the GEMM ``(M, N, K)``: ``F = ceil(K / R) ceil(N / C)``
-    folds of ``M + ceil(t_reprog f_mod)`` cycles each; utilisation ``M N K / (R C F (M + ...))``;
-    SRAM traffic ``ceil(N / C) M K + K N + ceil(K / R) M N``.
+    With ``R = Rg k``, ``C = Cg k``, the GEMM ``(M, N, K)`` and the dataflow's ``(S_r, S_c, T)``
+    (``(K, N, M)`` weight stationary, ``(K, M, N)`` input stationary): ``F = ceil(S_r / R)
+    ceil(S_c / C)`` folds of ``T + ceil(t_reprog f_mod)`` cycles each; utilisation
+    ``M N K / (R C F (T + ...))``. Weight stationary reads ``ceil(N / C) M K + K N`` operands and
+    writes ``ceil(K / R) M N``; input stationary reads ``K M + ceil(M / C) K N`` and writes the same.
 
     Args:
         workload: a :class:`hwsim.systolic.Layer` (``gemm``, ``conv``) or :class:`hwsim.systolic.Topology`.
         grid: the :class:`Grid`; its ``rows``/``cols`` may be arrays (a batch of grid shapes).
         ptc: the core (default ``PTC()``: 4 x 4 coherent MZI core, thermal tuning).
+        dataflow: ``"ws"`` (weights programmed into the meshes, ifmap rows streamed; the default),
+            ``"is"`` (ifmap tiles programmed, filter columns streamed) or ``"best"`` (per layer the
+            one with fewer cycles, ties to ``"ws"``); see :data:`DATAFLOWS`. Static: a new value
+            compiles anew.
 
     Returns:
         A :class:`GridResult` with arrays shaped ``workload.m.shape + grid shape``.
 
     Raises:
-        TypeError: ``workload``, ``grid`` or ``ptc`` of the wrong type (named).
-        ValueError: counts that overflow int32 while JAX's 64-bit mode is off.
+        TypeError: ``workload``, ``grid``, ``ptc`` or ``dataflow`` of the wrong type (named).
+        ValueError: an unknown ``dataflow`` (the allowed names are listed), counts that overflow
+            int32 while JAX's 64-bit mode is off.
 
     Example:
         >>> from hwsim import photonic, systolic
+        >>> eo = photonic.PTC(4, reprogram_ns=1.0)   # 10 cycles per reprogramming
         >>> layer = systolic.gemm(100, 8, 8)
-        >>> r = photonic.simulate_grid(layer, photonic.Grid(1, 2), photonic.PTC(4, reprogram_ns=1.0))
+        >>> r = photonic.simulate_grid(layer, photonic.Grid(1, 2), eo)
         >>> int(r.folds), int(r.cycles), float(r.utilization)   # 2 x 1 folds of 100 + 10 cycles
         (2, 220, 0.9090909...)
+        >>> gemv = systolic.gemm(1, 64, 32)   # M = 1: ws needs 16 folds of 1 + 10, is 1 of 64 + 10
+        >>> [int(photonic.simulate_grid(gemv, photonic.Grid(8, 1), eo, dataflow=d).cycles)
+        ...  for d in ("ws", "is", "best")]
+        [176, 74, 74]
     """
-    return _simulate_grid(*_prepare(workload, grid, ptc))
+    return _simulate_grid(*_prepare(workload, grid, ptc, dataflow))
 
 
 def factor_grids(pes: int, k: int = 4) -> list[tuple[int, int]]:
@@ -440,6 +527,8 @@ class SweepResult(eqx.Module):
         utilization, memory_accesses, cycles, throughput, energy_j: network totals, ``(grids,)``.
         is_gemv: per layer, whether ``M = 1`` (a fully connected layer on one input vector).
         topology: the network's name.
+        dataflow: the dataflow swept (``"ws"``, ``"is"`` or ``"best"``; the per-layer choice is
+            ``layers.input_stationary``).
     """
 
     pes: Int[Array, " grids"]
@@ -453,16 +542,17 @@ class SweepResult(eqx.Module):
     energy_j: Float[Array, " grids"]
     is_gemv: Bool[Array, " layers"]
     topology: str = eqx.field(static=True)
+    dataflow: str = eqx.field(default="ws", static=True)
 
 
 @eqx.filter_jit
-def _sweep_totals(m, n, k, rows, cols, ptc: PTC, names: tuple[str, ...]):
-    res = _simulate_grid(m, n, k, rows, cols, ptc, names)
+def _sweep_totals(m, n, k, rows, cols, ptc: PTC, names: tuple[str, ...], dataflow: str):
+    res = _simulate_grid(m, n, k, rows, cols, ptc, names, dataflow)
     return res, res.totals()
 
 
 def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int = 4, *,
-          ptc: PTC | None = None) -> SweepResult:
+          ptc: PTC | None = None, dataflow: str = "ws") -> SweepResult:
     """Every ``Rg x Cg`` factorisation of each PE budget, simulated in one compiled call.
 
     For each budget ``P`` in ``pes``, the ``P / k^2`` cores are arranged in every grid
@@ -474,12 +564,14 @@ def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int
         pes: PE budgets, each a multiple of ``k^2``.
         k: the core size (ignored when ``ptc`` is given, which carries its own ``k``).
         ptc: the core (default ``PTC(k)``).
+        dataflow: ``"ws"``, ``"is"`` or ``"best"``, as in :func:`simulate_grid`.
 
     Returns:
         A :class:`SweepResult`.
 
     Raises:
-        ValueError: a budget that ``k^2`` does not divide, ``k < 1``, an unknown topology name.
+        ValueError: a budget that ``k^2`` does not divide, ``k < 1``, an unknown topology or
+            dataflow name.
 
     Example:
         >>> from hwsim import photonic, systolic
@@ -503,8 +595,9 @@ def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int
     if not grids:
         raise ValueError(f"`pes` must be a non-empty sequence of PE budgets, got {pes!r}")
     p_arr, r_arr, c_arr = (jnp.asarray([g[i] for g in grids], int_dtype()) for i in range(3))
-    res, tot = _sweep_totals(*_prepare(topo, Grid(r_arr, c_arr), ptc))
+    args = _prepare(topo, Grid(r_arr, c_arr), ptc, dataflow)
+    res, tot = _sweep_totals(*args)
     return SweepResult(pes=p_arr, grid_rows=r_arr, grid_cols=c_arr, layers=res,
                        utilization=tot["utilization"], memory_accesses=tot["memory_accesses"],
                        cycles=tot["cycles"], throughput=tot["throughput"], energy_j=tot["energy_j"],
-                       is_gemv=topo.m == 1, topology=topo.name)
+                       is_gemv=topo.m == 1, topology=topo.name, dataflow=args[-1])

@@ -1,5 +1,5 @@
 """Grid of photonic tensor cores (hwsim.photonic._grid): fold/cycle closed forms, conservation, jit/vmap,
-the conv-vs-GEMV ranking, bad input, and the CLI."""
+the conv-vs-GEMV ranking, the input-stationary and per-layer best dataflows, bad input, and the CLI."""
 
 import csv
 import json
@@ -116,6 +116,111 @@ def test_square_wins_on_convs_and_gemv_ranking_differs():
         assert np.ptp(gemv_u) / gemv_u.max() < 0.05                   # and topology barely matters
 
 
+def test_input_stationary_hand_computed():
+    # M = 6, N = 20, K = 10 on a 1x2 grid of 4x4 cores: R = 4, C = 8. Input stationary programs the
+    # K x M = 10 x 6 ifmap tile and streams the N = 20 filter columns: ceil(10/4) = 3 row folds,
+    # ceil(6/8) = 1 column fold, each 20 + 10 cycles.
+    r = photonic.simulate_grid(systolic.gemm(6, 20, 10), photonic.Grid(1, 2), EO, dataflow="is")
+    assert (int(r.row_folds), int(r.col_folds), int(r.folds)) == (3, 1, 3)
+    assert (int(r.compute_cycles), int(r.reprogram_cycles), int(r.cycles)) == (60, 30, 90)
+    np.testing.assert_allclose(float(r.utilization), 1200 / (32 * 90), rtol=1e-6)
+    np.testing.assert_allclose(float(r.mapping_efficiency), 60 / (3 * 32), rtol=1e-6)
+    # ifmap read once (10 x 6), filter once per column fold (1 x 10 x 20), partial sums once per
+    # row fold (3 x 6 x 20)
+    assert (int(r.ifmap_reads), int(r.filter_reads), int(r.ofmap_writes)) == (60, 200, 360)
+    assert int(r.memory_accesses) == 620 and bool(r.input_stationary)
+    # weight stationary on the same layer: 3 x ceil(20/8) = 9 folds of 6 + 10 cycles; best takes is
+    ws = photonic.simulate_grid(systolic.gemm(6, 20, 10), photonic.Grid(1, 2), EO)
+    assert int(ws.cycles) == 144 and not bool(ws.input_stationary) and ws.dataflow == "ws"
+    best = photonic.simulate_grid(systolic.gemm(6, 20, 10), photonic.Grid(1, 2), EO, dataflow="best")
+    assert int(best.cycles) == 90 and bool(best.input_stationary) and best.dataflow == "best"
+    # a tie (M = N on a square grid) goes to weight stationary
+    tie = photonic.simulate_grid(systolic.gemm(8, 8, 8), photonic.Grid(2, 2), EO, dataflow="best")
+    assert not bool(tie.input_stationary)
+
+
+@pytest.mark.parametrize("mnk", [(1, 1000, 512), (49, 128, 1200), (7, 3, 5), (300, 2, 64)])
+def test_input_stationary_is_weight_stationary_on_the_transpose(mnk):
+    """Y^T = W^T X^T: ``is`` on (M, N, K) is ``ws`` on (N, M, K) with the ifmap and filter swapped."""
+    m, n, k = mnk
+    grid = photonic.Grid(jnp.asarray([1, 2, 4, 3]), jnp.asarray([4, 2, 1, 5]))
+    a = photonic.simulate_grid(systolic.gemm(m, n, k), grid, EO, dataflow="is")
+    b = photonic.simulate_grid(systolic.gemm(n, m, k), grid, EO, dataflow="ws")
+    for key in ("row_folds", "col_folds", "cycles", "compute_cycles", "ofmap_writes", "memory_accesses"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, key)), np.asarray(getattr(b, key)), err_msg=key)
+    np.testing.assert_allclose(np.asarray(a.utilization), np.asarray(b.utilization), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(a.ifmap_reads), np.asarray(b.filter_reads))
+    np.testing.assert_array_equal(np.asarray(a.filter_reads), np.asarray(b.ifmap_reads))
+
+
+def test_best_takes_the_per_layer_minimum():
+    topo = systolic.load_topology("mobilenet")
+    grid = photonic.Grid(jnp.asarray([1, 4, 16]), jnp.asarray([16, 4, 1]))
+    ws, is_, best = (photonic.simulate_grid(topo, grid, EO, dataflow=d) for d in ("ws", "is", "best"))
+    cw, ci = np.asarray(ws.cycles), np.asarray(is_.cycles)
+    chose_is = ci < cw
+    assert chose_is.any() and (~chose_is).any()            # both dataflows win somewhere
+    np.testing.assert_array_equal(np.asarray(best.input_stationary), chose_is)
+    np.testing.assert_array_equal(np.asarray(best.cycles), np.minimum(cw, ci))
+    for key in ("folds", "memory_accesses", "ifmap_reads", "filter_reads", "energy_j"):
+        want = np.where(chose_is, np.asarray(getattr(is_, key)), np.asarray(getattr(ws, key)))
+        np.testing.assert_allclose(np.asarray(getattr(best, key)), want, rtol=1e-6, err_msg=key)
+    assert not np.asarray(ws.input_stationary).any() and np.asarray(is_.input_stationary).all()
+    u = np.asarray(best.totals()["utilization"])
+    assert (u >= np.asarray(ws.totals()["utilization"]) - 1e-6).all()
+    assert (u >= np.asarray(is_.totals()["utilization"]) - 1e-6).all()
+
+
+def test_gemv_ranking_reverses_with_input_stationary():
+    """Measured, not tuned: on the M = 1 layers of ResNet-18 at 1024 PEs, weight stationary barely
+    separates the grids, while input stationary (alone or chosen per layer) ranks the tall 64x1 grid
+    first, well above the square 8x8 one."""
+    out = {}
+    for d in ("ws", "is", "best"):
+        s = photonic.sweep("resnet18", pes=(1024,), ptc=EO, dataflow=d)
+        g = np.asarray(s.is_gemv)
+        macs, cyc = np.asarray(s.layers.macs, np.float64), np.asarray(s.layers.cycles, np.float64)
+        out[d] = macs[g].sum(0) / (1024 * cyc[g].sum(0))
+        grids = list(zip(np.asarray(s.grid_rows).tolist(), np.asarray(s.grid_cols).tolist()))
+    square, tall = grids.index((8, 8)), grids.index((64, 1))
+    assert np.ptp(out["ws"]) / out["ws"].max() < 0.05
+    for d in ("is", "best"):
+        assert out[d].argmax() == tall != square
+        assert out[d][tall] / out[d][square] > 2.0
+        assert out[d][tall] > out["ws"].max()
+
+
+def test_dataflow_under_jit_and_vmap():
+    topo = systolic.load_topology("alphagozero")
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def util(rows, cols):
+        r = photonic.simulate_grid(topo, photonic.Grid(rows, cols), EO, dataflow="best")
+        return r.totals()["utilization"], r.input_stationary.sum()
+
+    rows, cols = jnp.asarray([1, 8, 64], jnp.int32), jnp.asarray([64, 8, 1], jnp.int32)
+    u, n_is = jax.vmap(util)(rows, cols)
+    direct = photonic.simulate_grid(topo, photonic.Grid(rows, cols), EO, dataflow="best")
+    np.testing.assert_allclose(np.asarray(u), np.asarray(direct.totals()["utilization"]), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(n_is), np.asarray(direct.input_stationary).sum(0))
+
+
+def test_bad_dataflow_lists_the_choices():
+    layer = systolic.gemm(2, 2, 2)
+    for bad in ("os", "weight", ""):
+        with pytest.raises(ValueError, match=r"`dataflow` must be one of \['ws', 'is', 'best'\]"):
+            photonic.simulate_grid(layer, photonic.Grid(1, 1), dataflow=bad)
+    with pytest.raises(ValueError, match="`dataflow`"):
+        photonic.sweep("googlenet", pes=(64,), dataflow="OS")
+    with pytest.raises(TypeError, match="`dataflow`"):
+        photonic.simulate_grid(layer, photonic.Grid(1, 1), dataflow=1)
+    # the systolic dataflow objects name the same mappings
+    r = photonic.simulate_grid(systolic.gemm(6, 20, 10), photonic.Grid(1, 2), EO,
+                               dataflow=systolic.InputStationary())
+    assert int(r.cycles) == 90 and r.dataflow == "is"
+
+
 def test_link_budget_closed_form_and_feasibility():
     ptc = photonic.PTC(4, loss_per_element_db=0.5, fixed_loss_db=3.0, detector_dbm=-20.0,
                        max_laser_dbm=10.0)
@@ -160,6 +265,7 @@ def test_cli_single_and_sweep(tmp_path, capsys):
     want = photonic.simulate_grid(systolic.load_topology("resnet18"), photonic.Grid(2, 2), EO).totals()
     assert out["pes"] == 64 and len(out["layers"]) == 21
     assert math.isclose(out["utilization"], float(want["utilization"]), rel_tol=1e-6)
+    assert out["dataflow"] == "ws" and {x["dataflow"] for x in out["layers"]} == {"ws"}
     assert cli.main(["hwsim", "photonic", "--grid", "2x2", "-t", "alphagozero"]) == 0
     assert "utilization" in capsys.readouterr().out
     out_csv = tmp_path / "sweep.csv"
@@ -169,8 +275,27 @@ def test_cli_single_and_sweep(tmp_path, capsys):
     assert len(rows) == 2 * (3 + 5)
     assert {(r["grid_rows"], r["grid_cols"]) for r in rows if r["pes"] == "256"} == {
         ("1", "16"), ("2", "8"), ("4", "4"), ("8", "2"), ("16", "1")}
+    assert {r["dataflow"] for r in rows} == {"ws"} and {r["is_layers"] for r in rows} == {"0"}
     with pytest.raises(SystemExit, match="topology"):
         cli.main(["hwsim", "photonic", "-t", "nonexistent"])
+
+
+def test_cli_dataflow(tmp_path, capsys):
+    assert cli.main(["hwsim", "photonic", "--grid", "16x1", "-t", "resnet18", "--reprogram-ns", "1",
+                     "--dataflow", "best", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = photonic.simulate_grid(systolic.load_topology("resnet18"), photonic.Grid(16, 1), EO,
+                                  dataflow="best")
+    assert out["dataflow"] == "best" and out["layers"][-1]["dataflow"] == "is"   # the FC layer
+    assert math.isclose(out["utilization"], float(want.totals()["utilization"]), rel_tol=1e-6)
+    out_csv = tmp_path / "sweep.csv"
+    assert cli.main(["hwsim", "photonic", "sweep", "--pes", "64", "-t", "alphagozero", "--dataflow",
+                     "is", "-o", str(out_csv)]) == 0
+    rows = list(csv.DictReader(out_csv.read_text().splitlines()))
+    assert [r["dataflow"] for r in rows] == ["is"] * 3 and {r["is_layers"] for r in rows} == {"44"}
+    with pytest.raises(SystemExit):
+        cli.main(["hwsim", "photonic", "--dataflow", "os"])
+    assert "invalid choice: 'os'" in capsys.readouterr().err
 
 
 def test_shipped_topologies_load():
