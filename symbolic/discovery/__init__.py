@@ -43,6 +43,7 @@ from ._collective import Round as Round
 from ._collective import default_agents as default_agents
 from ._collective import discover as discover
 from ._collective import internal_extrapolation_split as internal_extrapolation_split
+from ._collective import residual_structure as residual_structure
 
 # --- export (symbolic/discovery/_export.py) ---
 from ._export import ExprFunction as ExprFunction

@@ -21,18 +21,25 @@ default (an LLM agent is optional). One round:
    are identifiable (the Jacobian of the predictions by the constants is well conditioned) and which
    variable the residual follows; the critique text and the over/under hint go to every agent.
 
-The search stops after ``iterations`` rounds, when ``budget_s`` seconds are spent, or one round after
-the global best first fits to ``tol`` both on the training rows and on the internal extrapolation
-split (that last round lets the simplifier offer simpler equivalent forms). The answer is
-chosen from the archive by the critic: the simplest hypothesis whose internal-extrapolation NMSE is
-within a factor ``2`` (plus ``tol``) of the best one (with ``budget_s``, the archive is scored
-simplest first until the budget is spent; members left unscored are not chosen). Once the budget is
+The search stops after ``iterations`` rounds, when its share of ``budget_s`` (``SEARCH_SHARE``, 80%)
+is spent, one round after the global best first fits to ``tol`` both on the training rows and on the
+internal extrapolation split, or one round after some Pareto member first fits **to the noise level**
+(that last round lets the simplifier offer simpler equivalent forms). Noisy data never reach ``tol``;
+a member fits to the noise level when its training MSE is within 10% of the global best's, its
+residual has no smooth structure left (:func:`residual_structure`: the residual averaged over each
+row's 16 nearest rows varies no more than independent noise would) and its MSE on the outer shell,
+refitted on the interior, is at most twice its training MSE.
+
+The answer is chosen from the archive by the critic: the simplest hypothesis whose
+internal-extrapolation NMSE is within a factor ``2`` (plus ``tol``) of the best one. The archive is
+scored simplest first, with ``budget_s``, until ``FINAL_SHARE`` (95%) of it is spent; members left
+unscored are not chosen, so the rounds leave the critic 15% of the budget. Once the search share is
 spent, agents that have not yet proposed in the current round skip it; a fit or a critique that has
-started finishes, so a run can end a few seconds past ``budget_s``.
+started finishes, so a run can end a few seconds past its share.
 
 Determinism: agents and fits draw their randomness from ``key`` only, so the same key and data give the
-same equation whenever the run ends by ``iterations`` or ``tol`` (a ``budget_s`` stop depends on the
-machine's speed).
+same equation whenever the run ends by ``iterations``, ``tol`` or ``noise`` (a ``budget_s`` stop
+depends on the machine's speed).
 """
 
 from __future__ import annotations
@@ -57,8 +64,12 @@ from ._fit import fit_constants
 from ._grammar import Grammar, default_grammar
 from ._program import compile_programs, evaluate
 
+#: Share of ``budget_s`` for the rounds; the critic scores the Pareto front until ``FINAL_SHARE``.
+SEARCH_SHARE = 0.8
+FINAL_SHARE = 0.95
+
 __all__ = ["Discovery", "Round", "critique", "default_agents", "discover", "equation",
-           "internal_extrapolation_split", "predict"]
+           "internal_extrapolation_split", "predict", "residual_structure"]
 
 
 class Round(eqx.Module):
@@ -100,7 +111,8 @@ class Discovery(eqx.Module):
         variables: the variable names.
         grammar: the operator set.
         seconds: wall time of the search.
-        stopped: why the search ended: ``"tol"``, ``"iterations"`` or ``"budget"``.
+        stopped: why the search ended: ``"tol"`` (exact fit), ``"noise"`` (a fit to the noise level),
+            ``"iterations"`` or ``"budget"``.
     """
 
     best: Hypothesis
@@ -183,6 +195,53 @@ def internal_extrapolation_split(X: Any, fraction: float = 0.2) -> tuple[np.ndar
     return np.sort(order[n_shell:]), np.sort(order[:n_shell])
 
 
+def _neighbour_rows(X: np.ndarray, k: int = 16, max_rows: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Rows for the residual whiteness test and, for each, its ``k`` nearest other rows.
+
+    Distances are Euclidean in range-normalised columns; at most ``max_rows`` rows (evenly spaced
+    indices) are used, so the cost stays ``O(max_rows^2)`` on big data.
+
+    Returns:
+        ``(rows, neighbours)``: ``(n,)`` row indices and ``(n, k)`` indices into ``rows``.
+    """
+    n = X.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(np.int64))
+    lo, hi = X.min(0), X.max(0)
+    z = (X[rows] - lo) / np.where(hi > lo, hi - lo, 1.0)
+    k = min(k, len(rows) - 1)
+    nbrs = np.empty((len(rows), k), np.int64)
+    sq = np.sum(z * z, axis=1)
+    for s in range(0, len(rows), 512):  # blocks of 512 rows keep the distance matrix small
+        d = sq[s:s + 512, None] + sq[None, :] - 2.0 * z[s:s + 512] @ z.T
+        d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf  # not itself
+        nbrs[s:s + 512] = np.argpartition(d, k, axis=1)[:, :k]
+    return rows, nbrs
+
+
+def residual_structure(r: Any, neighbours: np.ndarray) -> float:
+    """How much of a residual is smooth structure rather than noise: ``k var(local mean) / var(r)``.
+
+    The local mean of each residual is taken over its ``k`` nearest rows (``neighbours``, ``(n, k)``
+    indices into ``r``, itself excluded). For independent noise the local means have variance
+    ``var(r) / k``, so the statistic is about 1; for a residual that varies smoothly with the inputs it
+    approaches ``k``. With residual ``noise + g`` it is ``(s2 + k var(g)) / (s2 + var(g))``: below 1.5
+    (the collective's noise-level test, ``k = 16``) only when ``var(g)`` is under ~1/29 of the noise
+    variance ``s2``.
+
+    Returns:
+        the statistic (``inf`` for non-finite residuals; 1.0 for a residual that is exactly constant).
+    """
+    r = np.asarray(r, np.float64)
+    if not np.all(np.isfinite(r)):
+        return math.inf
+    rc = r - r.mean()
+    var = float(np.mean(rc * rc))
+    if var == 0.0:
+        return 1.0
+    local = rc[neighbours].mean(axis=1)
+    return float(neighbours.shape[1] * np.mean(local * local) / var)
+
+
 # --------------------------------------------------------------------------------------------------
 # The critic
 # --------------------------------------------------------------------------------------------------
@@ -194,6 +253,8 @@ class _Data(eqx.Module):
     interior: np.ndarray
     shell: np.ndarray
     probe: np.ndarray  # rows beyond the data box (asymptotics)
+    rows: np.ndarray  # rows of the residual whiteness test ...
+    neighbours: np.ndarray  # ... and their nearest rows (see _neighbour_rows)
     variables: tuple[str, ...] = eqx.field(static=True)
     grammar: Grammar = eqx.field(static=True)
 
@@ -488,7 +549,7 @@ def discover(
 
     interior, shell = internal_extrapolation_split(Xn, extrapolation_fraction)
     key, k_probe = jax.random.split(key)
-    data = _Data(Xn, yn, interior, shell, _probe_rows(Xn, k_probe), names, grammar)
+    data = _Data(Xn, yn, interior, shell, _probe_rows(Xn, k_probe), *_neighbour_rows(Xn), names, grammar)
     var_y = float(np.var(yn))
 
     base = Context(X=Xn, y=yn, variables=names, grammar=grammar, units=units_t)
@@ -505,9 +566,11 @@ def discover(
     history: list[Round] = []
     stopped = "iterations"
     tol_round: int | None = None
+    noise_round: int | None = None
+    tested: set[tuple[int, float]] = set()
 
-    def out_of_time() -> bool:
-        return budget_s is not None and time.perf_counter() - t0 > budget_s
+    def out_of_time(share: float = SEARCH_SHARE) -> bool:
+        return budget_s is not None and time.perf_counter() - t0 > share * budget_s
 
     for it in range(iterations):
         k_round = jax.random.fold_in(key, it)
@@ -591,18 +654,28 @@ def discover(
         if archive.get(best.complexity) is not None and archive[best.complexity].expr == best.expr:
             archive[best.complexity] = best
         residual = yn - predict(best, Xn, grammar)
+        exact = best.nmse <= tol and best.extrapolation_nmse <= tol
+        if not exact and noise_round is None and not out_of_time():
+            h_noise = _noise_level_fit(archive, best, data, jax.random.fold_in(k_round, 4), fit_options,
+                                       tested)
+            if h_noise is not None:
+                noise_round = it
+                notes.append(f"y = {equation(h_noise, names, grammar, digits=6)} fits to the noise level")
         history.append(Round(it, str(equation(best, names, grammar, digits=6)), best.nmse,
                              best.extrapolation_nmse, best.complexity, n_proposed, fitted,
                              time.perf_counter() - t0, text, tuple(notes)))
         if callback is not None:
             callback(history[-1])
-        if best.nmse <= tol and best.extrapolation_nmse <= tol:
-            # one more round after the first exact fit, so that the simplifier (and every agent) can
-            # offer simpler equivalent forms
+        # one more round after the first exact fit (or fit to the noise level), so that the simplifier
+        # (and every agent) can offer simpler equivalent forms
+        if exact:
             if tol_round is not None and it > tol_round:
                 stopped = "tol"
                 break
             tol_round = it if tol_round is None else tol_round
+        elif noise_round is not None and it > noise_round:
+            stopped = "noise"
+            break
         if out_of_time():
             stopped = "budget"
             break
@@ -614,7 +687,7 @@ def discover(
     front = []
     for j, h in enumerate(_pareto(archive)):  # ascending complexity
         if math.isnan(h.extrapolation_nmse):
-            late = out_of_time()
+            late = out_of_time(FINAL_SHARE)
             e = math.inf if late else _extrapolation_nmse(h, data, jax.random.fold_in(key, 5_000_000 + j),
                                                           fit_options)
             h = dataclasses.replace(h, extrapolation_nmse=e)
@@ -622,6 +695,37 @@ def discover(
     chosen = _choose(front, tol)
     return Discovery(best=chosen, archive=tuple(front), history=tuple(history), variables=names,
                      grammar=grammar, seconds=time.perf_counter() - t0, stopped=stopped)
+
+
+def _noise_level_fit(archive: dict[int, Hypothesis], best: Hypothesis, data: _Data, key, fit_options: dict,
+                     tested: set[tuple[int, float]], max_refits: int = 3) -> Hypothesis | None:
+    """The simplest Pareto member that fits to the noise level, or None.
+
+    It must fit about as well as the global best (training MSE within 10%), leave a residual without
+    smooth structure (:func:`residual_structure` below 1.5) and extrapolate to the critic's outer shell
+    as well as it fits (shell MSE, refitted on the interior, at most twice its training MSE). Members
+    are tested once each (``tested``), at most ``max_refits`` refits per call; scores found go into
+    ``archive``.
+    """
+    var_shell = float(np.var(data.y[data.shell]))
+    refits = 0
+    for h in _pareto(archive):
+        tag = (h.complexity, h.loss)
+        if tag in tested or not h.loss <= 1.1 * best.loss:
+            continue
+        if math.isnan(h.extrapolation_nmse) and refits >= max_refits:
+            return None
+        tested.add(tag)
+        f = predict(h, data.X[data.rows], data.grammar)
+        if residual_structure(data.y[data.rows] - f, data.neighbours) >= 1.5:
+            continue
+        if math.isnan(h.extrapolation_nmse):
+            refits += 1
+            h = dataclasses.replace(h, extrapolation_nmse=_extrapolation_nmse(h, data, key, fit_options))
+            archive[h.complexity] = h
+        if h.extrapolation_nmse * var_shell <= 2.0 * h.loss:
+            return h
+    return None
 
 
 def _choose(front: Sequence[Hypothesis], tol: float) -> Hypothesis:
