@@ -233,30 +233,34 @@ def _lm(fun, x0, *, iters: int):
 # --------------------------------------------------------------------------------------------------
 
 
-def _projected(parts: Program, X, y, sw, nl_mask, lin_mask):
+def _projected(parts: Program, X, y, sw, lin_index, nl_index, n_pad: int):
     """``theta -> (residual, full constants)`` with the linear constants solved by least squares.
 
-    ``parts`` holds ``1 + n_c`` programs: the offset ``r0`` and one basis ``phi_j`` per constant (a zero
-    literal for constants that are not linear). Columns of inactive constants are zero and get a unit
-    ridge, so their coefficient is exactly 0; active columns are scaled to unit norm and get a relative
-    ridge of 1e-13 (a guard against exactly collinear bases, far below float64 fitting accuracy).
+    ``parts`` holds ``1 + L`` programs: the offset ``r0`` and one basis ``phi_j`` per linear constant
+    ``lin_index[j]`` (padding entries hold ``n_pad`` and a zero literal). ``theta`` holds the nonlinear
+    constants ``nl_index`` (padding: ``n_pad``, ignored). Only the programs of linear constants run and
+    the Jacobian is taken over the nonlinear constants only, so a skeleton costs what its own structure
+    needs, not what the padded constant count would. Columns of padding get a unit ridge, so their
+    coefficient is exactly 0; active columns are scaled to unit norm and get a relative ridge of 1e-13
+    (a guard against exactly collinear bases, far below float64 fitting accuracy).
     """
+    lin_valid = lin_index < n_pad
 
     def run(theta):
-        c = jnp.where(nl_mask, theta, 0.0)
+        c = jnp.zeros(n_pad, theta.dtype).at[nl_index].set(theta, mode="drop")
         V = jax.lax.map(
             lambda t: _run(Program(t[0], t[1], t[2], parts.grammar), X, c),
             (parts.opcodes, parts.index, parts.literal),
         )
         b = sw * (y - V[0])
-        A = jnp.where(lin_mask, sw[:, None] * V[1:].T, 0.0)
+        A = jnp.where(lin_valid, sw[:, None] * V[1:].T, 0.0)
         norm = jnp.sqrt(jnp.sum(A * A, axis=0))
-        active = lin_mask & (norm > 0)
+        active = lin_valid & (norm > 0)
         safe = jnp.where(active, norm, 1.0)
         As = A / safe
         G = As.T @ As + jnp.diag(jnp.where(active, 1e-13, 1.0))
         lin = jnp.where(active, jnp.linalg.solve(G, As.T @ b) / safe, 0.0)
-        return A @ lin - b, jnp.where(lin_mask, lin, c)
+        return A @ lin - b, c.at[lin_index].set(lin, mode="drop")
 
     return run
 
@@ -265,10 +269,11 @@ _LOG_LO, _LOG_HI = math.log(1e-3), math.log(1e6)
 
 
 @eqx.filter_jit
-def _fit_core(parts, X, y, sw, nl_mask, lin_mask, u, sign, *, n_starts: int, iters: int):
+def _fit_core(parts, X, y, sw, lin_index, nl_index, u, sign, *, n_pad: int, n_starts: int, iters: int):
     """Screen all starts ``theta = sign * exp(u)`` (rows), LM from the best ``n_starts``, best result."""
-    run = _projected(parts, X, y, sw, nl_mask, lin_mask)
-    param = lambda u_, s_: jnp.where(nl_mask, s_ * jnp.exp(u_), 0.0)
+    run = _projected(parts, X, y, sw, lin_index, nl_index, n_pad)
+    nl_valid = nl_index < n_pad
+    param = lambda u_, s_: jnp.where(nl_valid, s_ * jnp.exp(u_), 0.0)
     losses = jax.vmap(lambda u_, s_: _sq(run(param(u_, s_))[0]))(u, sign)
     losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
     _, best = jax.lax.top_k(-losses, n_starts)
@@ -330,6 +335,14 @@ def _bucket(n: int, lo: int) -> int:
     return max(lo, 1 << max(0, int(n) - 1).bit_length())
 
 
+def _bucket4(n: int) -> int:
+    """The power of four >= max(n, 1) (linear-basis counts: 1, 4, 16, ...; fewer kernels)."""
+    b = 1
+    while b < n:
+        b *= 4
+    return b
+
+
 class _Problem(eqx.Module):
     """Host-side setup shared by the first fit and the refits after snapping (not part of the API)."""
 
@@ -347,40 +360,45 @@ class _Problem(eqx.Module):
     def solve(self, expr: AbstractExpr, key, start: np.ndarray | None):
         present = sorted({e.index for e in _walk(expr) if isinstance(e, Const)})
         offset, lin = linear_constants(expr)
-        lin_idx = {i for i, _ in lin}
+        lin_idx = [i for i, _ in lin]
+        nl_idx = [j for j in present if j not in set(lin_idx)]
         zero = Literal(sympy.Integer(0))
-        basis = {i: b for i, b in lin}
-        parts_exprs = [offset if offset is not None else zero] + [
-            basis.get(j, zero) for j in range(self.n_pad)
-        ]
+        n_lin = _bucket4(len(lin))
+        parts_exprs = [offset if offset is not None else zero] + [b for _, b in lin]
+        parts_exprs += [zero] * (1 + n_lin - len(parts_exprs))
         # snapping can lengthen a part (a snapped constant of a subtracted term becomes a (-1)* factor):
         # such a part gets the next padded length rather than an error
         longest = max(sum(1 for _ in _walk(p)) for p in parts_exprs)
         parts = compile_programs(parts_exprs, self.grammar, max_len=max(self.len_pad, _bucket(longest, 16)))
-        nl_mask = np.array([j in present and j not in lin_idx for j in range(self.n_pad)])
-        lin_mask = np.array([j in lin_idx for j in range(self.n_pad)])
+        lin_index = np.full(n_lin, self.n_pad, np.int32)
+        lin_index[: len(lin_idx)] = lin_idx
         # the work follows the number of nonlinear constants: none -> one least-squares solve; one or
         # two -> 512 screened points (one: 0.035 decades apart over 1e-3..1e6 and both signs); more ->
         # 2048 (two classes only: every class is another compiled kernel)
-        n_nl = int(nl_mask.sum())
+        n_nl = len(nl_idx)
+        m = _bucket(n_nl, 1)
+        nl_index = np.full(m, self.n_pad, np.int32)
+        nl_index[:n_nl] = nl_idx
         n_starts = 1 if n_nl == 0 else self.n_starts
         n_screen = 1 if n_nl == 0 else min(self.n_screen, max(n_starts, 512 if n_nl <= 2 else 2048))
         iters = 1 if n_nl == 0 else self.iters
-        u, sign = _starts(key, n_screen, self.n_pad, jnp.zeros((), jnp.float64))
-        if start is not None:  # the previous solution is the first screened point
-            s0 = np.zeros(self.n_pad)
-            s0[: start.shape[0]] = start
-            u = u.at[0].set(jnp.log(jnp.where(s0 == 0, 1.0, jnp.abs(jnp.asarray(s0)))))
+        u, sign = _starts(key, n_screen, m, jnp.zeros((), jnp.float64))
+        if start is not None and n_nl:  # the previous solution is the first screened point
+            s0 = np.ones(m)
+            s0[:n_nl] = np.asarray(start, np.float64)[nl_idx]
+            s0 = np.where(s0 == 0, 1.0, s0)
+            u = u.at[0].set(jnp.log(jnp.abs(jnp.asarray(s0))))
             sign = sign.at[0].set(jnp.where(jnp.asarray(s0) < 0, -1.0, 1.0))
         c, f = _fit_core(
             parts,
             self.X,
             self.y,
             self.sw,
-            jnp.asarray(nl_mask),
-            jnp.asarray(lin_mask),
+            jnp.asarray(lin_index),
+            jnp.asarray(nl_index),
             u,
             sign,
+            n_pad=self.n_pad,
             n_starts=n_starts,
             iters=iters,
         )
