@@ -351,7 +351,7 @@ class _Problem(eqx.Module):
     y: Any
     sw: Any  # square roots of the row weights
     n_c: int  # constants of the original skeleton
-    n_pad: int  # padded constant count (power of two >= 4): same kernel for different skeletons
+    n_pad: int  # padded constant count (power of two >= 16): same kernel for different skeletons
     len_pad: int  # padded program length (power of two >= 16)
     n_screen: int
     n_starts: int
@@ -431,8 +431,9 @@ def fit_constants(
     stays within 1% (plus ``1e-18 * var(y)``) of the unsnapped fit.
 
     The computation runs under ``sciml.backend.precision("float64")``; results are host values.
-    Program length and constant count are padded (to powers of two, at least 16 and 4), so skeletons of
-    similar size on the same data share one compiled kernel.
+    Program length and constant count are padded (to powers of two, at least 16), and so are the
+    numbers of linear (powers of four) and nonlinear (powers of two) constants, so skeletons of similar
+    size on the same data share one compiled kernel; the work follows the linear and nonlinear counts.
 
     Args:
         expr: the skeleton.
@@ -496,7 +497,7 @@ def fit_constants(
             y=jnp.asarray(yn),
             sw=jnp.sqrt(jnp.asarray(wn)),
             n_c=n_c,
-            n_pad=_bucket(n_c, 4),
+            n_pad=_bucket(n_c, 16),  # the constant vector: its size costs nothing, fewer kernels
             len_pad=_bucket(sum(1 for _ in _walk(expr)), 16),
             n_screen=n_screen,
             n_starts=n_starts,

@@ -257,3 +257,43 @@ def test_cli_missing_file(tmp_path, capsys):
 
     assert cli.main(["discover", str(tmp_path / "nope.csv"), "--target", "y"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_residual_structure_separates_noise_from_structure():
+    """White noise scores about 1 (tolerance 0.3 at 1000 rows, k = 16); a smooth residual about k;
+    noise plus structure follows (s2 + k var(g)) / (s2 + var(g)) (within 15%)."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1.0, 1.0, (1000, 2))
+    rows, nbrs = d._collective._neighbour_rows(X)
+    assert rows.shape == (1000,) and nbrs.shape == (1000, 16)
+    assert not np.any(nbrs == np.arange(1000)[:, None])  # a row is not its own neighbour
+    noise = rng.normal(size=1000)
+    assert abs(d.residual_structure(noise, nbrs) - 1.0) < 0.3
+    g = np.sin(3 * X[:, 0]) + X[:, 1] ** 2
+    g = (g - g.mean()) / g.std()
+    assert d.residual_structure(g, nbrs) > 14.0
+    a = 0.5  # var(g) = 0.25 s2
+    expected = (1 + 16 * a**2) / (1 + a**2)
+    assert d.residual_structure(noise + a * g, nbrs) == pytest.approx(expected, rel=0.15)
+    assert d.residual_structure(np.full(1000, np.nan), nbrs) == math.inf
+    assert d.residual_structure(np.ones(1000), nbrs) == 1.0
+    # big data: at most max_rows rows take part
+    rows, nbrs = d._collective._neighbour_rows(rng.uniform(size=(5000, 3)), max_rows=700)
+    assert rows.shape == (700,) and nbrs.max() < 700
+
+
+def test_noisy_data_stop_at_the_noise_level_and_keep_the_simple_form():
+    """1% noise: the true form fits to the noise level, the search stops one round later ('noise'),
+    and the critic chooses it over an over-fitted polynomial of lower training loss."""
+    X, x, z = _data()
+    clean = 2.5 * x / (0.8 + x) - 0.5 * z
+    y = clean + np.random.default_rng(1).normal(0.0, 0.01 * clean.std(), clean.shape)
+    poly = "c0 + c1*x + c2*x**2 + c3*x**3 + c4*x**4 + c5*x**5 + c6*z + c7*x*z + c8*z**2 + c9*x**2*z"
+    agents = [fixed(("c0*x + c1*z", "c0*x/(c1 + x) + c2*z", poly))]
+    r = d.discover(X, y, key=jax.random.key(0), variables=["x", "z"], agents=agents, iterations=6)
+    assert r.stopped == "noise" and len(r.history) == 2
+    assert any("fits to the noise level" in n for n in r.history[0].notes)
+    front = {h.complexity: h for h in r.archive}
+    assert max(front) == r.history[0].complexity and front[max(front)].loss < r.best.loss  # the polynomial
+    assert r.best.complexity < max(front)
+    assert _same(sympy.nsimplify(r.equation(digits=2), rational=True), "5*x/(2*(x + 4/5)) - z/2", ["x", "z"])
