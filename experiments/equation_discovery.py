@@ -134,6 +134,10 @@ def mlp_baseline(X, y, X_eval: list, seed: int = 0, steps: int = 3000):
 
 def run_task(task, noise, seed, budget, iterations, log):
     names, Xtr, ytr, Xte, yte, Xex, yex, truth = task_data(task, noise)
+    # Each task starts from empty compilation caches, as a fresh `sciml discover` process would (and a
+    # long run of all tasks in one process otherwise exhausts the kernel's memory-map limit: LLVM
+    # "Cannot allocate memory" after ~6 tasks).
+    jax.clear_caches()
     t = time.perf_counter()
 
     def show(r):
