@@ -37,6 +37,12 @@ unscored are not chosen, so the rounds leave the critic 15% of the budget. Once 
 spent, agents that have not yet proposed in the current round skip it; a fit or a critique that has
 started finishes, so a run can end a few seconds past its share.
 
+Compiled kernels: the fits and evaluations compile one kernel per data shape and padded skeleton
+class (a few dozen to a hundred per dataset, reused across rounds). A process that runs
+:func:`discover` on many datasets of different shapes accumulates them; call ``jax.clear_caches()``
+between datasets (on Linux, thousands of CPU executables exhaust the memory-map limit,
+``vm.max_map_count``, and LLVM then fails with "Cannot allocate memory").
+
 Determinism: agents and fits draw their randomness from ``key`` only, so the same key and data give the
 same equation whenever the run ends by ``iterations``, ``tol`` or ``noise`` (a ``budget_s`` stop
 depends on the machine's speed).
