@@ -84,6 +84,8 @@ def _check_against_sympy(exprs, values, consts, X) -> float:
     Xn = np.asarray(X, np.float64)
     for e, v, c in zip(exprs[:64], values[:64], consts[:64]):
         s = d.to_sympy(e, [str(x) for x in xs])
+        if s.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):  # SymPy folded it to a non-finite constant
+            continue
         f = sympy.lambdify((*xs, *cs), s, "numpy")
         with np.errstate(all="ignore"):
             ref = np.broadcast_to(np.asarray(f(*Xn.T, *c), np.float64), v.shape)
