@@ -661,8 +661,8 @@ def discover(
         if archive.get(best.complexity) is not None and archive[best.complexity].expr == best.expr:
             archive[best.complexity] = best
         residual = yn - predict(best, Xn, grammar)
-        exact = best.nmse <= tol and best.extrapolation_nmse <= tol
-        if not exact and noise_round is None and not out_of_time():
+        at_tol = best.nmse <= tol and best.extrapolation_nmse <= tol
+        if not at_tol and noise_round is None and not out_of_time():
             h_noise = _noise_level_fit(archive, best, data, jax.random.fold_in(k_round, 4), fit_options,
                                        tested)
             if h_noise is not None:
@@ -675,7 +675,7 @@ def discover(
             callback(history[-1])
         # one more round after the first exact fit (or fit to the noise level), so that the simplifier
         # (and every agent) can offer simpler equivalent forms
-        if exact:
+        if at_tol:
             if tol_round is not None and it > tol_round:
                 stopped = "tol"
                 break

@@ -330,17 +330,13 @@ def _check_int(v: Any, name: str, lo: int) -> int:
     return int(v)
 
 
-def _bucket(n: int, lo: int) -> int:
-    """The power of two >= max(n, lo): few distinct padded shapes, hence few compiled kernels."""
-    return max(lo, 1 << max(0, int(n) - 1).bit_length())
-
-
-def _bucket4(n: int) -> int:
-    """The power of four >= max(n, 1) (linear-basis counts: 1, 4, 16, ...; fewer kernels)."""
+def _bucket(n: int, lo: int, base: int = 2) -> int:
+    """The smallest power of ``base`` that is >= n, and at least ``lo``: few distinct padded shapes,
+    hence few compiled kernels."""
     b = 1
     while b < n:
-        b *= 4
-    return b
+        b *= base
+    return max(lo, b)
 
 
 class _Problem(eqx.Module):
@@ -361,9 +357,9 @@ class _Problem(eqx.Module):
         present = sorted({e.index for e in _walk(expr) if isinstance(e, Const)})
         offset, lin = linear_constants(expr)
         lin_idx = [i for i, _ in lin]
-        nl_idx = [j for j in present if j not in set(lin_idx)]
+        nl_idx = sorted(set(present) - set(lin_idx))
         zero = Literal(sympy.Integer(0))
-        n_lin = _bucket4(len(lin))
+        n_lin = _bucket(len(lin), 1, base=4)  # linear-basis counts 1, 4, 16, ...
         parts_exprs = [offset if offset is not None else zero] + [b for _, b in lin]
         parts_exprs += [zero] * (1 + n_lin - len(parts_exprs))
         # snapping can lengthen a part (a snapped constant of a subtracted term becomes a (-1)* factor):
