@@ -199,8 +199,9 @@ def _cmd_photonic(args) -> int:
 
     rg, cg = args.grid
     try:
-        topo = photonic.as_topology(args.topology)
-        r = photonic.simulate_grid(topo, photonic.Grid(rg, cg), _ptc(args), dataflow=args.dataflow)
+        topo = photonic.as_topology(args.topology or "googlenet")
+        r = photonic.simulate_grid(topo, photonic.Grid(rg, cg), _ptc(args), dataflow=args.dataflow,
+                                   sram_bandwidth=args.sram_bandwidth)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"sciml hwsim photonic: {e}") from None
     tot = {key: float(v) for key, v in r.totals().items()}
@@ -210,8 +211,8 @@ def _cmd_photonic(args) -> int:
                    throughput_macs_per_s=float(r.throughput[i]))
               for i, name in enumerate(topo.names)]
     summary = dict(topology=topo.name, grid=f"{rg}x{cg}", k=args.ptc, pes=rg * cg * args.ptc ** 2,
-                   dataflow=r.dataflow,
-                   cycles=tot["cycles"], utilization=tot["utilization"],
+                   dataflow=r.dataflow, sram_bandwidth=r.sram_bandwidth,
+                   cycles=tot["cycles"], stall_cycles=tot["stall_cycles"], utilization=tot["utilization"],
                    memory_accesses=tot["memory_accesses"], throughput_macs_per_s=tot["throughput"],
                    energy_j=tot["energy_j"], laser_dbm=float(r.laser_dbm.ravel()[0]),
                    feasible=bool(r.feasible.ravel()[0]), layers=layers)
@@ -225,9 +226,11 @@ def _cmd_photonic(args) -> int:
     lines = _table(cells)
     print(f"{topo.name} on a {rg}x{cg} grid of {args.ptc}x{args.ptc} PTCs ({summary['pes']} PEs), "
           f"{args.core}, {args.modulation_ghz} GHz, reprogram {args.reprogram_ns} ns, "
-          f"dataflow {r.dataflow}")
+          f"dataflow {r.dataflow}, SRAM "
+          + (f"{r.sram_bandwidth} words/cycle" if r.sram_bandwidth else "unlimited"))
     print("\n".join(lines))
-    print(f"\ntotal: utilization {100 * tot['utilization']:.2f} %, cycles {tot['cycles']:.4g}, "
+    print(f"\ntotal: utilization {100 * tot['utilization']:.2f} %, cycles {tot['cycles']:.4g} "
+          f"({tot['stall_cycles']:.4g} SRAM stalls), "
           f"memory accesses {tot['memory_accesses']:.4g}, throughput {tot['throughput']:.4g} MAC/s, "
           f"energy {tot['energy_j']:.4g} J, laser {summary['laser_dbm']:.1f} dBm "
           f"({'feasible' if summary['feasible'] else 'INFEASIBLE'})")
@@ -236,7 +239,7 @@ def _cmd_photonic(args) -> int:
 
 PHOTONIC_SWEEP_HEADER = ("topology,pes,grid_rows,grid_cols,k,utilization,cycles,memory_accesses,"
                          "throughput_macs_per_s,energy_j,gemv_utilization,conv_utilization,dataflow,"
-                         "is_layers")
+                         "is_layers,sram_bandwidth,stall_cycles")
 
 
 def _cmd_photonic_sweep(args) -> int:
@@ -244,12 +247,15 @@ def _cmd_photonic_sweep(args) -> int:
 
     from hwsim import photonic
 
-    names = args.topology or ["googlenet", "resnet18", "mobilenet", "alphagozero"]
+    # -t before `sweep` gives one name (the parent's option), after it a list (repeatable)
+    names = [args.topology] if isinstance(args.topology, str) else args.topology
+    names = names or ["googlenet", "resnet18", "mobilenet", "alphagozero"]
     lines = [PHOTONIC_SWEEP_HEADER]
     try:
         ptc = _ptc(args)
         for name in names:
-            s = photonic.sweep(name, pes=args.pes, ptc=ptc, dataflow=args.dataflow)
+            s = photonic.sweep(name, pes=args.pes, ptc=ptc, dataflow=args.dataflow,
+                               sram_bandwidth=args.sram_bandwidth)
             g = np.asarray(s.is_gemv)
             macs = np.asarray(s.layers.macs, np.float64)
             cyc = np.asarray(s.layers.cycles, np.float64)
@@ -267,7 +273,8 @@ def _cmd_photonic_sweep(args) -> int:
                              f"{ptc.k},{float(s.utilization[j]):.6g},{float(s.cycles[j]):.6g},"
                              f"{float(s.memory_accesses[j]):.6g},{float(s.throughput[j]):.6g},"
                              f"{float(s.energy_j[j]):.6g},{ug[j]:.6g},{uc[j]:.6g},{s.dataflow},"
-                             f"{int(n_is[j])}")
+                             f"{int(n_is[j])},{args.sram_bandwidth or 'none'},"
+                             f"{float(np.asarray(s.layers.stall_cycles, np.float64)[:, j].sum()):.6g}")
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"sciml hwsim photonic sweep: {e}") from None
     print("\n".join(lines))
@@ -279,16 +286,36 @@ def _cmd_photonic_sweep(args) -> int:
     return 0
 
 
-def _ptc_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ptc", type=int, default=4, help="core size k (k x k weights)")
-    p.add_argument("--core", choices=("mzi", "microring"), default="mzi", help="core kind")
-    p.add_argument("--modulation-ghz", type=float, default=10.0, help="modulation rate, GHz")
-    p.add_argument("--reprogram-ns", type=float, default=1000.0,
+def _sram_bandwidth(text: str) -> int | None:
+    if text.strip().lower() in ("none", "inf", ""):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int (words per cycle) or 'none', "
+                                         f"got {text!r}")
+    return value
+
+
+def _ptc_options(p: argparse.ArgumentParser, *, inherit: bool = False) -> None:
+    """The core/dataflow options. With ``inherit`` (the ``sweep`` subcommand) an option that is not
+    given keeps the value the parent ``photonic`` command parsed, instead of resetting it to the
+    default: ``photonic --dataflow best sweep`` and ``photonic sweep --dataflow best`` agree."""
+    d = (lambda value: argparse.SUPPRESS) if inherit else (lambda value: value)  # noqa: E731
+    p.add_argument("--ptc", type=int, default=d(4), help="core size k (k x k weights)")
+    p.add_argument("--core", choices=("mzi", "microring"), default=d("mzi"), help="core kind")
+    p.add_argument("--modulation-ghz", type=float, default=d(10.0), help="modulation rate, GHz")
+    p.add_argument("--reprogram-ns", type=float, default=d(1000.0),
                    help="time to reprogram the meshes, ns (1000: thermal, 1: electro-optic)")
-    p.add_argument("--dataflow", choices=("ws", "is", "best"), default="ws",
+    p.add_argument("--dataflow", choices=("ws", "is", "best"), default=d("ws"),
                    help="ws: weights programmed into the meshes, inputs streamed; is: input tiles "
                         "programmed, weight columns streamed (wins on M = 1 fully connected layers); "
                         "best: the faster of the two per layer (default ws)")
+    p.add_argument("--sram-bandwidth", type=_sram_bandwidth, default=d(None), metavar="WORDS",
+                   help="SRAM words per modulation cycle, reads and writes together; the grid stalls "
+                        "when it needs more (default none: the SRAM keeps up)")
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -316,18 +343,18 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("photonic", help="grid of photonic tensor cores: utilization, cycles, memory")
     p.add_argument("--grid", type=_grid_shape, default=(8, 8), help="grid of cores RgxCg, e.g. 8x8")
-    p.add_argument("-t", "--topology", default="googlenet",
-                   help="shipped topology name (googlenet, resnet18, ...) or a SCALE-Sim CSV")
+    p.add_argument("-t", "--topology", default=None,
+                   help="shipped topology name or a SCALE-Sim CSV (default googlenet)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _ptc_options(p)
     p.set_defaults(func=_cmd_photonic)
     psub = p.add_subparsers(dest="photonic_verb", metavar="sweep", required=False)
     q = psub.add_parser("sweep", help="every grid factorisation of each PE budget, one CSV")
     q.add_argument("--pes", type=_budgets, default=[64, 256, 1024], help="PE budgets, e.g. 64,256,1024")
-    q.add_argument("-t", "--topology", action="append", default=None,
+    q.add_argument("-t", "--topology", action="append", default=argparse.SUPPRESS,
                    help="topology name or CSV (repeat for several; default: the four networks)")
     q.add_argument("-o", "--out", default=None, help="output CSV")
-    _ptc_options(q)
+    _ptc_options(q, inherit=True)
     q.set_defaults(func=_cmd_photonic_sweep)
 
 

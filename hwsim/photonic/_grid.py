@@ -41,6 +41,17 @@ takes ``ceil(t_reprog f_mod)`` cycles:
     \text{utilisation} = \frac{M N K}{R C \cdot \text{cycles}}, \qquad
     \text{throughput} = \frac{M N K\, f_\text{mod}}{\text{cycles}}.
 
+**SRAM bandwidth** (``sram_bandwidth``, optional). By default the SRAM buffers keep up with the grid
+(SCALE-Sim's assumption for its SRAMs). A photonic grid modulates at GHz rates, so the buffers that
+feed its DACs and take its ADC outputs may not: with a bandwidth of ``B`` words per modulation cycle
+(reads and writes together), loading the stationary operand takes ``max(F t_reprog f_mod, ceil(S /
+B))`` cycles and streaming takes ``max(F T, ceil(D / B))``, where ``S`` is the stationary operand's
+SRAM reads (filter for ``"ws"``, ifmap for ``"is"``) and ``D`` the streamed operand's reads plus the
+ofmap writes. Per cycle a fold moves about ``R + C`` words (``R`` inputs in, ``C`` partial sums
+out), so for a fixed PE budget ``R C`` the grid whose ``R + C`` is smallest, the square one, stalls
+least: this is the bandwidth half of the topology argument, and it comes out of the counts, not out
+of a rule. The stall is ``GridResult.stall_cycles``.
+
 **Link budget.** Every one of the ``Rg Cg k`` detector channels must receive the detector
 sensitivity ``P_det`` through the optical path: laser splitting to all channels is paid in power
 (``Rg Cg k`` times), the path adds ``depth * IL + fixed`` dB (``depth`` = MZIs a signal crosses in
@@ -290,7 +301,9 @@ class GridResult(eqx.Module):
         compute_cycles: ``F T`` (cycles spent modulating the streamed operand; ``T = M`` weight
             stationary, ``N`` input stationary).
         reprogram_cycles: ``F ceil(t_reprog f_mod)``.
-        cycles: their sum.
+        stall_cycles: cycles lost waiting for the SRAM (0 when ``sram_bandwidth`` is None; module
+            docstring).
+        cycles: the sum of the three.
         macs: useful multiply-accumulates ``M N K``.
         utilization: ``MACs / (R C cycles)``.
         mapping_efficiency: ``S_r S_c / (F R C)``, the fraction of tuned slots that hold a value.
@@ -307,6 +320,8 @@ class GridResult(eqx.Module):
             ``"ws"``, the faster one per layer for ``"best"``).
         names: the layers' names.
         dataflow: the requested dataflow (``"ws"``, ``"is"`` or ``"best"``).
+        sram_bandwidth: the SRAM bandwidth in words per modulation cycle, None for an SRAM that
+            keeps up.
     """
 
     pes: Int[Array, "..."]
@@ -315,6 +330,7 @@ class GridResult(eqx.Module):
     folds: Int[Array, "..."]
     compute_cycles: Int[Array, "..."]
     reprogram_cycles: Int[Array, "..."]
+    stall_cycles: Int[Array, "..."]
     cycles: Int[Array, "..."]
     macs: Int[Array, "..."]
     utilization: Float[Array, "..."]
@@ -331,15 +347,16 @@ class GridResult(eqx.Module):
     input_stationary: Bool[Array, "..."]
     names: tuple[str, ...] = eqx.field(default=(), static=True)
     dataflow: str = eqx.field(default="ws", static=True)
+    sram_bandwidth: int | None = eqx.field(default=None, static=True)
 
     def totals(self) -> dict[str, Array]:
         """Network totals over the leading layer axis, as floats (sums can pass int32): ``macs``,
-        ``cycles``, ``memory_accesses`` (and its three parts), ``seconds``, ``energy_j``,
+        ``cycles``, ``stall_cycles``, ``memory_accesses`` (and its three parts), ``seconds``, ``energy_j``,
         ``utilization`` (total MACs over total PE-cycles) and ``throughput``."""
         fdt = self.utilization.dtype
         s = {key: getattr(self, key).astype(fdt).sum(0)
-             for key in ("macs", "cycles", "memory_accesses", "ifmap_reads", "filter_reads",
-                         "ofmap_writes", "seconds", "energy_j")}
+             for key in ("macs", "cycles", "stall_cycles", "memory_accesses", "ifmap_reads",
+                         "filter_reads", "ofmap_writes", "seconds", "energy_j")}
         s["utilization"] = s["macs"] / (self.pes[0].astype(fdt) * s["cycles"])
         s["throughput"] = s["macs"] / s["seconds"]
         return s
@@ -350,26 +367,38 @@ def _xp(x):
     return np if isinstance(x, (np.ndarray, np.generic)) else jnp
 
 
-def _dataflow_counts(m, n, k, rows, cols, reprog, df: AbstractDataflow):
+def _dataflow_counts(m, n, k, rows, cols, reprog, df: AbstractDataflow, bandwidth: int | None):
     """Integer counts of one dataflow; works on JAX and NumPy integer arrays alike (the fold
-    arithmetic and SRAM counts are those of :mod:`hwsim.systolic`'s dataflow classes)."""
+    arithmetic and SRAM counts are those of :mod:`hwsim.systolic`'s dataflow classes). With a finite
+    SRAM ``bandwidth`` (words per cycle), loading the stationary operand takes at least
+    ``ceil(stationary reads / bandwidth)`` cycles and streaming at least ``ceil((streamed reads +
+    ofmap writes) / bandwidth)``; the excess over ``F reprog`` and ``F T`` is the stall."""
     sr, sc, t = df.spatiotemporal(m, n, k)
     row_folds, col_folds = cdiv(sr, rows), cdiv(sc, cols)
     folds = row_folds * col_folds
+    xp = _xp(folds)
     ifmap, filt, ofmap = df.sram_accesses(sr, sc, t, row_folds, col_folds)
+    stationary_is = isinstance(df, InputStationary)
+    compute, reprogram = folds * t, folds * reprog
+    load, stream = reprogram, compute
+    if bandwidth is not None:
+        stationary, streamed = (ifmap, filt + ofmap) if stationary_is else (filt, ifmap + ofmap)
+        load = xp.maximum(reprogram, cdiv(stationary, bandwidth))
+        stream = xp.maximum(compute, cdiv(streamed, bandwidth))
+    cycles = load + stream
     return dict(sr=sr, sc=sc, row_folds=row_folds, col_folds=col_folds, folds=folds,
-                compute=folds * t, reprogram=folds * reprog, cycles=folds * (t + reprog),
-                macs=m * n * k, ifmap=ifmap, filter=filt, ofmap=ofmap, memory=ifmap + filt + ofmap,
-                input_stationary=_xp(folds).full(_xp(folds).shape(folds),
-                                                 isinstance(df, InputStationary)))
+                compute=compute, reprogram=reprogram, stall=cycles - compute - reprogram,
+                cycles=cycles, macs=m * n * k, ifmap=ifmap, filter=filt, ofmap=ofmap,
+                memory=ifmap + filt + ofmap,
+                input_stationary=xp.full(xp.shape(folds), stationary_is))
 
 
-def _counts(m, n, k, rows, cols, reprog, dataflow: str):
+def _counts(m, n, k, rows, cols, reprog, dataflow: str, bandwidth: int | None):
     """The counts of the dataflow ``dataflow`` names in :data:`DATAFLOWS`; with several candidates,
     element by element those of the one with the fewest cycles (the first on ties)."""
     best = None
     for df in DATAFLOWS[dataflow]:
-        c = _dataflow_counts(m, n, k, rows, cols, reprog, df)
+        c = _dataflow_counts(m, n, k, rows, cols, reprog, df, bandwidth)
         if best is not None:
             faster = c["cycles"] < best["cycles"]
             c = {key: _xp(faster).where(faster, c[key], best[key]) for key in c}
@@ -379,10 +408,10 @@ def _counts(m, n, k, rows, cols, reprog, dataflow: str):
 
 @eqx.filter_jit
 def _simulate_grid(m, n, k, grid_rows, grid_cols, ptc: PTC, names: tuple[str, ...],
-                   dataflow: str) -> GridResult:
+                   dataflow: str, sram_bandwidth: int | None) -> GridResult:
     fdt = ptc.modulation_ghz.dtype
     rows, cols = grid_rows * ptc.k, grid_cols * ptc.k
-    c = _counts(m, n, k, rows, cols, ptc.reprogram_cycles, dataflow)
+    c = _counts(m, n, k, rows, cols, ptc.reprogram_cycles, dataflow, sram_bandwidth)
     cores = (grid_rows * grid_cols).astype(fdt)
     pes = (rows * cols).astype(fdt)
     f = lambda x: x.astype(fdt)  # noqa: E731
@@ -402,19 +431,31 @@ def _simulate_grid(m, n, k, grid_rows, grid_cols, ptc: PTC, names: tuple[str, ..
         pes=full(rows * cols), row_folds=full(c["row_folds"]), col_folds=full(c["col_folds"]),
         folds=full(c["folds"]),
         compute_cycles=full(c["compute"]), reprogram_cycles=full(c["reprogram"]),
-        cycles=full(c["cycles"]), macs=full(c["macs"]), utilization=full(utilization),
+        stall_cycles=full(c["stall"]), cycles=full(c["cycles"]), macs=full(c["macs"]),
+        utilization=full(utilization),
         mapping_efficiency=full(mapping), ifmap_reads=full(c["ifmap"]),
         filter_reads=full(c["filter"]), ofmap_writes=full(c["ofmap"]),
         memory_accesses=full(c["memory"]), seconds=full(seconds),
         throughput=full(f(c["macs"]) / seconds), energy_j=full(energy), laser_dbm=full(laser_dbm),
         feasible=full(laser_dbm <= ptc.max_laser_dbm),
         input_stationary=full(c["input_stationary"]), names=names, dataflow=dataflow,
+        sram_bandwidth=sram_bandwidth,
     )
 
 
-def _prepare(workload, grid, ptc, dataflow):
+def _sram_bandwidth(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError("`sram_bandwidth` must be None (SRAM keeps up with the grid) or a positive "
+                         f"int (words per modulation cycle), got {value!r}")
+    return int(value)
+
+
+def _prepare(workload, grid, ptc, dataflow, sram_bandwidth):
     """Check the arguments of :func:`simulate_grid` and lay the layers out against the grid batch."""
     dataflow = _dataflow(dataflow)
+    sram_bandwidth = _sram_bandwidth(sram_bandwidth)
     if not isinstance(workload, (Layer, Topology)):
         raise TypeError("`workload` must be a hwsim.systolic.Layer (gemm(), conv()) or Topology "
                         f"(read_topology(), load_topology()), got {type(workload).__name__}")
@@ -432,14 +473,14 @@ def _prepare(workload, grid, ptc, dataflow):
         dims = [np.asarray(x, np.int64) for x in (m, n, k, grid.rows * ptc.k, grid.cols * ptc.k)]
         # every candidate must fit: "best" compares their cycle counts in the model's integer type
         for df in DATAFLOWS[dataflow]:
-            c = _dataflow_counts(*dims, np.int64(reprog), df)
+            c = _dataflow_counts(*dims, np.int64(reprog), df, sram_bandwidth)
             check_int32_range({key: c[key] for key in ("cycles", "macs", "memory")})
     names = workload.names if isinstance(workload, Topology) else (workload.name,)
-    return m, n, k, grid.rows, grid.cols, ptc, names, dataflow
+    return m, n, k, grid.rows, grid.cols, ptc, names, dataflow, sram_bandwidth
 
 
 def simulate_grid(workload: Layer | Topology, grid: Grid, ptc: PTC | None = None, *,
-                  dataflow: str = "ws") -> GridResult:
+                  dataflow: str = "ws", sram_bandwidth: int | None = None) -> GridResult:
     r"""Folds, cycles, utilisation, SRAM traffic, throughput and energy of a layer or a network on a
     grid of photonic tensor cores (the model is in the module docstring of
     :mod:`hwsim.photonic._grid`).
@@ -458,14 +499,18 @@ def simulate_grid(workload: Layer | Topology, grid: Grid, ptc: PTC | None = None
             ``"is"`` (ifmap tiles programmed, filter columns streamed) or ``"best"`` (per layer the
             one with fewer cycles, ties to ``"ws"``); see :data:`DATAFLOWS`. Static: a new value
             compiles anew.
+        sram_bandwidth: words per modulation cycle the on-chip SRAM buffers move to and from the
+            grid, reads and writes together; ``None`` (the default, SCALE-Sim's assumption) for
+            buffers that always keep up. Static (a positive int).
 
     Returns:
         A :class:`GridResult` with arrays shaped ``workload.m.shape + grid shape``.
 
     Raises:
         TypeError: ``workload``, ``grid``, ``ptc`` or ``dataflow`` of the wrong type (named).
-        ValueError: an unknown ``dataflow`` (the allowed names are listed), counts that overflow
-            int32 while JAX's 64-bit mode is off.
+        ValueError: an unknown ``dataflow`` (the allowed names are listed), an ``sram_bandwidth``
+            that is not None or a positive int, counts that overflow int32 while JAX's 64-bit mode is
+            off.
 
     Example:
         >>> from hwsim import photonic, systolic
@@ -479,7 +524,7 @@ def simulate_grid(workload: Layer | Topology, grid: Grid, ptc: PTC | None = None
         ...  for d in ("ws", "is", "best")]
         [176, 74, 74]
     """
-    return _simulate_grid(*_prepare(workload, grid, ptc, dataflow))
+    return _simulate_grid(*_prepare(workload, grid, ptc, dataflow, sram_bandwidth))
 
 
 def factor_grids(pes: int, k: int = 4) -> list[tuple[int, int]]:
@@ -543,16 +588,19 @@ class SweepResult(eqx.Module):
     is_gemv: Bool[Array, " layers"]
     topology: str = eqx.field(static=True)
     dataflow: str = eqx.field(default="ws", static=True)
+    sram_bandwidth: int | None = eqx.field(default=None, static=True)
 
 
 @eqx.filter_jit
-def _sweep_totals(m, n, k, rows, cols, ptc: PTC, names: tuple[str, ...], dataflow: str):
-    res = _simulate_grid(m, n, k, rows, cols, ptc, names, dataflow)
+def _sweep_totals(m, n, k, rows, cols, ptc: PTC, names: tuple[str, ...], dataflow: str,
+                  sram_bandwidth: int | None):
+    res = _simulate_grid(m, n, k, rows, cols, ptc, names, dataflow, sram_bandwidth)
     return res, res.totals()
 
 
 def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int = 4, *,
-          ptc: PTC | None = None, dataflow: str = "ws") -> SweepResult:
+          ptc: PTC | None = None, dataflow: str = "ws",
+          sram_bandwidth: int | None = None) -> SweepResult:
     """Every ``Rg x Cg`` factorisation of each PE budget, simulated in one compiled call.
 
     For each budget ``P`` in ``pes``, the ``P / k^2`` cores are arranged in every grid
@@ -565,6 +613,8 @@ def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int
         k: the core size (ignored when ``ptc`` is given, which carries its own ``k``).
         ptc: the core (default ``PTC(k)``).
         dataflow: ``"ws"``, ``"is"`` or ``"best"``, as in :func:`simulate_grid`.
+        sram_bandwidth: SRAM words per modulation cycle, or None (unlimited), as in
+            :func:`simulate_grid`.
 
     Returns:
         A :class:`SweepResult`.
@@ -595,9 +645,10 @@ def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int
     if not grids:
         raise ValueError(f"`pes` must be a non-empty sequence of PE budgets, got {pes!r}")
     p_arr, r_arr, c_arr = (jnp.asarray([g[i] for g in grids], int_dtype()) for i in range(3))
-    args = _prepare(topo, Grid(r_arr, c_arr), ptc, dataflow)
+    args = _prepare(topo, Grid(r_arr, c_arr), ptc, dataflow, sram_bandwidth)
     res, tot = _sweep_totals(*args)
     return SweepResult(pes=p_arr, grid_rows=r_arr, grid_cols=c_arr, layers=res,
                        utilization=tot["utilization"], memory_accesses=tot["memory_accesses"],
                        cycles=tot["cycles"], throughput=tot["throughput"], energy_j=tot["energy_j"],
-                       is_gemv=topo.m == 1, topology=topo.name, dataflow=args[-1])
+                       is_gemv=topo.m == 1, topology=topo.name, dataflow=args[-2],
+                       sram_bandwidth=args[-1])

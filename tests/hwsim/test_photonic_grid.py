@@ -116,6 +116,57 @@ def test_square_wins_on_convs_and_gemv_ranking_differs():
         assert np.ptp(gemv_u) / gemv_u.max() < 0.05                   # and topology barely matters
 
 
+@pytest.mark.parametrize("bw", [1, 7, 64])
+@pytest.mark.parametrize("mnk", [(100, 4, 16), (1, 1000, 512), (49, 128, 1200)])
+@pytest.mark.parametrize("grid", [(1, 4), (2, 2), (3, 5)])
+def test_sram_bandwidth_closed_form(mnk, grid, bw):
+    """Loading waits for ceil(filter reads / B), streaming for ceil((ifmap reads + ofmap writes) / B)."""
+    m, n, k = mnk
+    r = photonic.simulate_grid(systolic.gemm(m, n, k), photonic.Grid(*grid), EO, sram_bandwidth=bw)
+    rf, cf, _, _, mem = _reference(m, n, k, *grid)
+    folds = rf * cf
+    load = max(folds * 10, -(-(k * n) // bw))
+    stream = max(folds * m, -(-(cf * m * k + rf * m * n) // bw))
+    assert int(r.cycles) == load + stream
+    assert int(r.stall_cycles) == load + stream - folds * (m + 10) >= 0
+    assert int(r.memory_accesses) == mem                    # the traffic itself does not change
+    np.testing.assert_allclose(float(r.utilization), m * n * k / (16 * grid[0] * grid[1] * (load + stream)),
+                               rtol=1e-6)
+
+
+def test_sram_bandwidth_none_or_ample_changes_nothing_and_square_stalls_least():
+    topo = systolic.load_topology("resnet18")
+    grid = photonic.Grid(jnp.asarray([1, 2, 4, 8, 16]), jnp.asarray([16, 8, 4, 2, 1]))
+    free = photonic.simulate_grid(topo, grid, EO)
+    ample = photonic.simulate_grid(topo, grid, EO, sram_bandwidth=10**6)
+    assert free.sram_bandwidth is None and not np.asarray(free.stall_cycles).any()
+    np.testing.assert_array_equal(np.asarray(free.cycles), np.asarray(ample.cycles))
+    # A GEMM that fills every grid of 16 cores: with B words per cycle, a fold moves about R + C
+    # words per cycle, least on the square grid, so the square grid stalls least and runs fastest.
+    big = systolic.gemm(1024, 512, 512)
+    for bw in (8, 16, 32):
+        r = photonic.simulate_grid(big, grid, EO, sram_bandwidth=bw)
+        cyc = np.asarray(r.cycles)
+        assert cyc.argmin() == 2 and np.asarray(r.stall_cycles).argmin() == 2, (bw, cyc)
+    limited = photonic.simulate_grid(topo, grid, EO, sram_bandwidth=16)
+    np.testing.assert_allclose(np.asarray(limited.totals()["stall_cycles"]),
+                               np.asarray(limited.stall_cycles, np.float64).sum(0), rtol=1e-6)
+    assert (np.asarray(limited.cycles) >= np.asarray(free.cycles)).all()
+    # input stationary under a bandwidth limit is still weight stationary on the transpose
+    a = photonic.simulate_grid(systolic.gemm(49, 128, 1200), grid, EO, dataflow="is", sram_bandwidth=16)
+    b = photonic.simulate_grid(systolic.gemm(128, 49, 1200), grid, EO, dataflow="ws", sram_bandwidth=16)
+    np.testing.assert_array_equal(np.asarray(a.cycles), np.asarray(b.cycles))
+    np.testing.assert_array_equal(np.asarray(a.stall_cycles), np.asarray(b.stall_cycles))
+
+
+@pytest.mark.parametrize("bad", [0, -4, 2.5, True, "64"])
+def test_bad_sram_bandwidth(bad):
+    with pytest.raises(ValueError, match="`sram_bandwidth`"):
+        photonic.simulate_grid(systolic.gemm(4, 4, 4), photonic.Grid(1, 1), EO, sram_bandwidth=bad)
+    with pytest.raises(ValueError, match="`sram_bandwidth`"):
+        photonic.sweep("resnet18", pes=(64,), ptc=EO, sram_bandwidth=bad)
+
+
 def test_input_stationary_hand_computed():
     # M = 6, N = 20, K = 10 on a 1x2 grid of 4x4 cores: R = 4, C = 8. Input stationary programs the
     # K x M = 10 x 6 ifmap tile and streams the N = 20 filter columns: ceil(10/4) = 3 row folds,
@@ -305,3 +356,33 @@ def test_shipped_topologies_load():
     # AlphaGo Zero: 39 3x3 convs on the padded 19x19 board, M = 361
     assert (np.asarray(a.m[:39]) == 361).all() and int(a.k[0]) == 9 * 17 and int(a.k[1]) == 9 * 256
     assert np.asarray(a.m[-3:]).tolist() == [361, 1, 1] and np.asarray(a.n[-3:]).tolist() == [1, 256, 1]
+
+
+def test_cli_options_before_or_after_sweep_agree(tmp_path, capsys):
+    """Options given to ``photonic`` before the ``sweep`` subcommand are not reset by its defaults."""
+    rows = {}
+    for order, argv in {
+        "before": ["hwsim", "photonic", "--dataflow", "best", "--reprogram-ns", "1", "--sram-bandwidth",
+                   "8", "-t", "resnet18", "sweep", "--pes", "64"],
+        "after": ["hwsim", "photonic", "sweep", "--pes", "64", "-t", "resnet18", "--dataflow", "best",
+                  "--reprogram-ns", "1", "--sram-bandwidth", "8"],
+    }.items():
+        out_csv = tmp_path / f"{order}.csv"
+        assert cli.main(argv + ["-o", str(out_csv)]) == 0
+        rows[order] = list(csv.DictReader(out_csv.read_text().splitlines()))
+    capsys.readouterr()
+    assert rows["before"] == rows["after"]
+    assert {r["topology"] for r in rows["after"]} == {"resnet18"} and len(rows["after"]) == 3
+    assert {r["dataflow"] for r in rows["after"]} == {"best"}
+    assert {r["sram_bandwidth"] for r in rows["after"]} == {"8"}
+    want = photonic.sweep("resnet18", pes=(64,), ptc=EO, dataflow="best", sram_bandwidth=8)
+    np.testing.assert_allclose([float(r["cycles"]) for r in rows["after"]], np.asarray(want.cycles),
+                               rtol=1e-5)  # the CSV's 6 significant digits
+    assert all(float(r["stall_cycles"]) > 0 for r in rows["after"])   # 8 words < R + C = 16..20
+    assert cli.main(["hwsim", "photonic", "--grid", "2x2", "-t", "resnet18", "--reprogram-ns", "1",
+                     "--sram-bandwidth", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sram_bandwidth"] == 8 and out["stall_cycles"] > 0
+    with pytest.raises(SystemExit):
+        cli.main(["hwsim", "photonic", "--sram-bandwidth", "0"])
+    assert "--sram-bandwidth" in capsys.readouterr().err
