@@ -14,6 +14,13 @@ of the square grid over the ``1 x N`` and ``N x 1`` grids, the SRAM-access reduc
 grid, the best grid for the convolutions and for the M = 1 (GEMV) layers, the per-layer maximum and
 median square-vs-linear utilisation ratio over the convolutions, and whether the GEMV ranking is
 reversed (its best grid is not the square one; by how much). The sweeps are timed after compilation.
+
+By default the SRAM keeps up with the grid (SCALE-Sim's assumption). ``--sram-bandwidth 128,64,32``
+(the default list) repeats the electro-optic study with SRAM buffers that move at most that many words
+per modulation cycle (``sram_bandwidth`` of :func:`hwsim.photonic.sweep`): a fold moves about
+``R + C`` words per cycle, so at a fixed budget ``R C`` the grids stall in proportion to their
+perimeter. For reference, a square 32 x 32 array (1024 PEs) moves 64 words per cycle, a 4 x 256
+(1 x 64 grid) 260.
 With ``--noise`` (default on) it also trains a small MLP on sklearn's digits, runs its matmuls through
 SVD-mapped MZI meshes and reports accuracy against phase-noise sigma.
 
@@ -22,7 +29,8 @@ Usage::
     python experiments/photonic_topology.py            # about a minute
     python experiments/photonic_topology.py --no-noise # the topology sweep only (seconds)
 
-Writes ``results.json``, ``photonic_topology.png`` (and ``noise_accuracy.png``) into ``--out``
+Writes ``results.json``, ``photonic_topology.png``, ``photonic_bandwidth.png`` (and
+``noise_accuracy.png``) into ``--out``
 (default ``experiments/out/photonic_topology``).
 """
 
@@ -42,6 +50,7 @@ from hwsim import photonic
 NETWORKS = ("googlenet", "resnet18", "mobilenet", "alphagozero")
 BUDGETS = (64, 256, 1024)
 DATAFLOWS = ("ws", "best")
+BANDWIDTHS = (128, 64, 32)
 REPROGRAMMING = (("thermal", photonic.THERMO_OPTIC_NS), ("electro_optic", photonic.ELECTRO_OPTIC_NS))
 
 
@@ -66,7 +75,10 @@ def _budget_summary(s, p: int) -> dict:
     layer_u = np.asarray(s.layers.utilization, np.float64)
     conv = np.where(~g)[0]
     vs_lin, vs_tall = layer_u[conv, sq] / layer_u[conv, lin], layer_u[conv, sq] / layer_u[conv, tall]
+    conv_macs = np.asarray(s.layers.macs, np.float64)[conv, sq]
     chose_is = np.asarray(s.layers.input_stationary)
+    cyc = np.asarray(s.layers.cycles, np.float64).sum(0)
+    stall = np.asarray(s.layers.stall_cycles, np.float64).sum(0)
     return dict(
         grids=[name(j) for j in idx],
         utilization=[float(util[j]) for j in idx],
@@ -85,6 +97,10 @@ def _budget_summary(s, p: int) -> dict:
         conv_layer_square_over_1xN_max=float(vs_lin.max()),
         conv_layer_square_over_1xN_median=float(np.median(vs_lin)),
         conv_layer_square_over_1xN_max_layer=s.layers.names[int(conv[vs_lin.argmax()])],
+        conv_layers_square_over_1xN_at_least_6x=int((vs_lin >= 6).sum()),
+        conv_layers=int(len(conv)),
+        conv_mac_share_square_over_1xN_at_least_6x=float(conv_macs[vs_lin >= 6].sum() / conv_macs.sum()),
+        stall_fraction=[float(stall[j] / cyc[j]) for j in idx],
         conv_layer_square_over_Nx1_max=float(vs_tall.max()),
         conv_layer_square_over_Nx1_median=float(np.median(vs_tall)),
         conv_layer_square_over_Nx1_max_layer=s.layers.names[int(conv[vs_tall.argmax()])],
@@ -94,9 +110,11 @@ def _budget_summary(s, p: int) -> dict:
     )
 
 
-def topology_study(reprogram_ns: float, dataflow: str) -> tuple[dict, float]:
+def topology_study(reprogram_ns: float, dataflow: str, sram_bandwidth: int | None = None
+                   ) -> tuple[dict, float]:
     ptc = photonic.PTC(4, reprogram_ns=reprogram_ns)
-    run = lambda name: photonic.sweep(name, BUDGETS, ptc=ptc, dataflow=dataflow)  # noqa: E731
+    run = lambda name: photonic.sweep(name, BUDGETS, ptc=ptc, dataflow=dataflow,  # noqa: E731
+                                      sram_bandwidth=sram_bandwidth)
     for name in NETWORKS:  # compile
         jax.block_until_ready(run(name))
     t0 = time.perf_counter()
@@ -164,6 +182,55 @@ def print_table(results: dict) -> None:
                           f"{lin} {tall} {r['best_gemv_grid']:>9s} {r['gemv_best_over_square']:5.2f} "
                           f"{'yes' if r['gemv_reversed'] else 'no':>3s} "
                           f"{r['input_stationary_layers'][sq]:3d}")
+
+
+def print_bandwidth_table(results: dict) -> None:
+    p = BUDGETS[-1]
+    print(f"\nelectro-optic, {p} PEs, SRAM bandwidth in words per cycle ('none': SRAM keeps up): "
+          "square vs 1xN whole-network and conv utilisation, best conv grid, stall share of the square "
+          "and 1xN grids' cycles, conv layers with a >= 6x square/1xN ratio (count and MAC share)")
+    print(f"{'net':11s} {'df':4s} {'SRAM':>5s} {'sq/1xN':>6s} {'conv':>5s} {'best conv':>9s} "
+          f"{'stall sq':>8s} {'1xN':>5s} {'>=6x':>7s} {'MACs':>5s} {'GEMV rev':>8s}")
+    for name in NETWORKS:
+        for df in DATAFLOWS:
+            for bw, res in [("none", results["electro_optic"])] + [
+                    (str(b), results["sram_bandwidth"][str(b)]) for b in results["sram_bandwidths"]]:
+                r = res[df][name]["budgets"][p]
+                sq = r["grids"].index(r["square_grid"])
+                print(f"{name:11s} {df:4s} {bw:>5s} {r['square_over_1xN_util']:6.2f} "
+                      f"{r['square_over_1xN_conv_util']:5.2f} {r['best_conv_grid']:>9s} "
+                      f"{100 * r['stall_fraction'][sq]:7.0f}% {100 * r['stall_fraction'][0]:4.0f}% "
+                      f"{r['conv_layers_square_over_1xN_at_least_6x']:3d}/{r['conv_layers']:<3d} "
+                      f"{100 * r['conv_mac_share_square_over_1xN_at_least_6x']:4.0f}% "
+                      f"{'yes' if r['gemv_reversed'] else 'no':>8s}")
+
+
+def plot_bandwidth(results: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = BUDGETS[-1]
+    bws = [None] + list(results["sram_bandwidths"])
+    x = np.arange(len(bws))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for i, name in enumerate(NETWORKS):
+        for df, ls in zip(DATAFLOWS, ("o-", "s--")):
+            res = [results["electro_optic"]] + [results["sram_bandwidth"][str(b)] for b in bws[1:]]
+            b = [r[df][name]["budgets"][p] for r in res]
+            kw = dict(color=f"C{i}", label=f"{name}, {df}")
+            axes[0].plot(x, [r["square_over_1xN_util"] for r in b], ls, **kw)
+            axes[1].plot(x, [r["square_over_1xN_conv_util"] for r in b], ls, **kw)
+    for ax, what in zip(axes, ("whole network", "convolutions")):
+        ax.set_xticks(x, ["none"] + [str(b) for b in bws[1:]])
+        ax.set_xlabel("SRAM words per modulation cycle")
+        ax.set_ylabel(f"square / 1xN utilisation ({what})")
+        ax.set_title(f"{p} PEs, electro-optic")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def noise_study(seed: int, trials: int) -> dict:
@@ -242,7 +309,11 @@ def main(argv=None) -> int:
     p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--trials", type=int, default=16, help="noise draws per sigma")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sram-bandwidth", default=",".join(map(str, BANDWIDTHS)),
+                   help="SRAM words per cycle for the bandwidth-limited electro-optic study "
+                        "(comma-separated; empty to skip)")
     args = p.parse_args(argv)
+    bandwidths = [int(b) for b in args.sram_bandwidth.split(",") if b.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"ptc": "4x4 coherent MZI (SVD) core, 10 GHz; defaults of hwsim.photonic.PTC",
                      "budgets": list(BUDGETS)}
@@ -252,8 +323,15 @@ def main(argv=None) -> int:
         for df in DATAFLOWS:
             results[label][df], timings[f"{label}/{df}"] = topology_study(ns, df)
     results["sweep_seconds_after_compile"] = timings
+    results["sram_bandwidths"] = bandwidths
+    results["sram_bandwidth"] = {
+        str(bw): {df: topology_study(photonic.ELECTRO_OPTIC_NS, df, bw)[0] for df in DATAFLOWS}
+        for bw in bandwidths}
     plot_topology(results, args.out / "photonic_topology.png")
     print_table(results)
+    if bandwidths:
+        plot_bandwidth(results, args.out / "photonic_bandwidth.png")
+        print_bandwidth_table(results)
     print("\nsweep time after compile, 4 networks x 15 grids each: "
           + ", ".join(f"{k} {v:.3f} s" for k, v in timings.items())
           + f" (all {sum(timings.values()):.3f} s)")

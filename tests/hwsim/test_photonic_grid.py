@@ -167,6 +167,22 @@ def test_bad_sram_bandwidth(bad):
         photonic.sweep("resnet18", pes=(64,), ptc=EO, sram_bandwidth=bad)
 
 
+def test_bandwidth_limited_square_wins_convs_by_the_perimeter_ratio():
+    """With SRAM at 64 words per cycle (a 32 x 32 array's R + C), the square grid maximises conv
+    utilisation on all four networks at 1024 PEs, and its advantage over 1x64 is bounded by the
+    traffic ratio (about (4 + 256) / (32 + 32) = 4.06), which is also its SRAM-access ratio."""
+    for name in ("googlenet", "resnet18", "mobilenet", "alphagozero"):
+        s = photonic.sweep(name, pes=(1024,), ptc=EO, sram_bandwidth=64)
+        rows, g = np.asarray(s.grid_rows), np.asarray(s.is_gemv)
+        macs, cyc = np.asarray(s.layers.macs, np.float64), np.asarray(s.layers.cycles, np.float64)
+        conv_u = macs[~g].sum(0) / (1024 * cyc[~g].sum(0))
+        square = int(np.where(rows == 8)[0][0])
+        assert conv_u.argmax() == square, name
+        ratio = conv_u[square] / conv_u[0]
+        mem = np.asarray(s.memory_accesses)
+        assert 3.0 < ratio < 1.05 * mem[0] / mem[square], (name, ratio)
+
+
 def test_input_stationary_hand_computed():
     # M = 6, N = 20, K = 10 on a 1x2 grid of 4x4 cores: R = 4, C = 8. Input stationary programs the
     # K x M = 10 x 6 ifmap tile and streams the N = 20 filter columns: ceil(10/4) = 3 row folds,
