@@ -322,6 +322,8 @@ class GridResult(eqx.Module):
         dataflow: the requested dataflow (``"ws"``, ``"is"`` or ``"best"``).
         sram_bandwidth: the SRAM bandwidth in words per modulation cycle, None for an SRAM that
             keeps up.
+        layer_axis: whether the arrays lead with a layer axis (a :class:`Topology` was simulated;
+            ``False`` for a single :class:`Layer`).
     """
 
     pes: Int[Array, "..."]
@@ -348,16 +350,20 @@ class GridResult(eqx.Module):
     names: tuple[str, ...] = eqx.field(default=(), static=True)
     dataflow: str = eqx.field(default="ws", static=True)
     sram_bandwidth: int | None = eqx.field(default=None, static=True)
+    layer_axis: bool = eqx.field(default=True, static=True)
 
     def totals(self) -> dict[str, Array]:
         """Network totals over the leading layer axis, as floats (sums can pass int32): ``macs``,
-        ``cycles``, ``stall_cycles``, ``memory_accesses`` (and its three parts), ``seconds``, ``energy_j``,
-        ``utilization`` (total MACs over total PE-cycles) and ``throughput``."""
+        ``cycles``, ``stall_cycles``, ``memory_accesses`` (and its three parts), ``seconds``,
+        ``energy_j``, ``utilization`` (total MACs over total PE-cycles) and ``throughput``; shaped like
+        the grid batch. For a single :class:`Layer` (no layer axis) they are the layer's own values."""
         fdt = self.utilization.dtype
-        s = {key: getattr(self, key).astype(fdt).sum(0)
+        total = (lambda x: x.sum(0)) if self.layer_axis else (lambda x: x)  # noqa: E731
+        s = {key: total(getattr(self, key).astype(fdt))
              for key in ("macs", "cycles", "stall_cycles", "memory_accesses", "ifmap_reads",
                          "filter_reads", "ofmap_writes", "seconds", "energy_j")}
-        s["utilization"] = s["macs"] / (self.pes[0].astype(fdt) * s["cycles"])
+        pes = self.pes[0] if self.layer_axis else self.pes
+        s["utilization"] = s["macs"] / (pes.astype(fdt) * s["cycles"])
         s["throughput"] = s["macs"] / s["seconds"]
         return s
 
@@ -408,7 +414,7 @@ def _counts(m, n, k, rows, cols, reprog, dataflow: str, bandwidth: int | None):
 
 @eqx.filter_jit
 def _simulate_grid(m, n, k, grid_rows, grid_cols, ptc: PTC, names: tuple[str, ...],
-                   dataflow: str, sram_bandwidth: int | None) -> GridResult:
+                   dataflow: str, sram_bandwidth: int | None, layer_axis: bool = True) -> GridResult:
     fdt = ptc.modulation_ghz.dtype
     rows, cols = grid_rows * ptc.k, grid_cols * ptc.k
     c = _counts(m, n, k, rows, cols, ptc.reprogram_cycles, dataflow, sram_bandwidth)
@@ -439,7 +445,7 @@ def _simulate_grid(m, n, k, grid_rows, grid_cols, ptc: PTC, names: tuple[str, ..
         throughput=full(f(c["macs"]) / seconds), energy_j=full(energy), laser_dbm=full(laser_dbm),
         feasible=full(laser_dbm <= ptc.max_laser_dbm),
         input_stationary=full(c["input_stationary"]), names=names, dataflow=dataflow,
-        sram_bandwidth=sram_bandwidth,
+        sram_bandwidth=sram_bandwidth, layer_axis=layer_axis,
     )
 
 
@@ -475,8 +481,9 @@ def _prepare(workload, grid, ptc, dataflow, sram_bandwidth):
         for df in DATAFLOWS[dataflow]:
             c = _dataflow_counts(*dims, np.int64(reprog), df, sram_bandwidth)
             check_int32_range({key: c[key] for key in ("cycles", "macs", "memory")})
-    names = workload.names if isinstance(workload, Topology) else (workload.name,)
-    return m, n, k, grid.rows, grid.cols, ptc, names, dataflow, sram_bandwidth
+    layer_axis = isinstance(workload, Topology)
+    names = workload.names if layer_axis else (workload.name,)
+    return m, n, k, grid.rows, grid.cols, ptc, names, dataflow, sram_bandwidth, layer_axis
 
 
 def simulate_grid(workload: Layer | Topology, grid: Grid, ptc: PTC | None = None, *,
@@ -593,8 +600,8 @@ class SweepResult(eqx.Module):
 
 @eqx.filter_jit
 def _sweep_totals(m, n, k, rows, cols, ptc: PTC, names: tuple[str, ...], dataflow: str,
-                  sram_bandwidth: int | None):
-    res = _simulate_grid(m, n, k, rows, cols, ptc, names, dataflow, sram_bandwidth)
+                  sram_bandwidth: int | None, layer_axis: bool):
+    res = _simulate_grid(m, n, k, rows, cols, ptc, names, dataflow, sram_bandwidth, layer_axis)
     return res, res.totals()
 
 
@@ -650,5 +657,5 @@ def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int
     return SweepResult(pes=p_arr, grid_rows=r_arr, grid_cols=c_arr, layers=res,
                        utilization=tot["utilization"], memory_accesses=tot["memory_accesses"],
                        cycles=tot["cycles"], throughput=tot["throughput"], energy_j=tot["energy_j"],
-                       is_gemv=topo.m == 1, topology=topo.name, dataflow=args[-2],
-                       sram_bandwidth=args[-1])
+                       is_gemv=topo.m == 1, topology=topo.name, dataflow=args[7],
+                       sram_bandwidth=args[8])

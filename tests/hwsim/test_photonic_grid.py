@@ -48,6 +48,21 @@ def test_conv_layer_hand_computed():
     assert int(r.ofmap_writes) == 5 * 64 * 6
 
 
+def test_totals_of_a_single_layer_are_its_own_values():
+    """A Layer has no layer axis: totals() must not sum over the grid batch."""
+    grid = photonic.Grid(jnp.asarray([1, 2, 4]), jnp.asarray([4, 2, 1]))
+    r = photonic.simulate_grid(systolic.gemm(49, 128, 1200), grid, EO)
+    t = r.totals()
+    assert not r.layer_axis and t["cycles"].shape == (3,)
+    np.testing.assert_allclose(np.asarray(t["cycles"]), np.asarray(r.cycles), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(t["utilization"]), np.asarray(r.utilization), rtol=1e-6)
+    one = photonic.simulate_grid(systolic.gemm(49, 128, 1200), photonic.Grid(2, 2), EO).totals()
+    np.testing.assert_allclose(float(one["throughput"]), float(r.throughput[1]), rtol=1e-6)
+    topo = photonic.simulate_grid(systolic.Topology([systolic.gemm(49, 128, 1200)]), grid, EO)
+    assert topo.layer_axis
+    np.testing.assert_allclose(np.asarray(topo.totals()["cycles"]), np.asarray(r.cycles), rtol=1e-6)
+
+
 def test_one_core_grid_is_a_single_ptc():
     topo = systolic.load_topology("resnet18")
     for kk in (2, 4, 8):
