@@ -13,7 +13,8 @@ Grid level: a :class:`PTC` (``k x k`` core: MZI or microring, rates, reprogrammi
 energies) tiled in a :class:`Grid` of ``Rg x Cg`` cores runs layers lowered to GEMM by
 :mod:`hwsim.systolic` (:func:`simulate_grid` -> :class:`GridResult`: folds, cycles, utilisation, SRAM
 accesses, throughput, energy, laser feasibility), weight stationary, input stationary or the faster
-of the two per layer (``dataflow="ws" | "is" | "best"``, :data:`DATAFLOWS`); :func:`sweep` runs every
+of the two per layer (``dataflow="ws" | "is" | "best"``, :data:`DATAFLOWS`), with SRAM that keeps up
+or that moves at most ``sram_bandwidth`` words per cycle (stalls); :func:`sweep` runs every
 factorisation (:func:`factor_grids`) of several PE budgets in one compiled call (:class:`SweepResult`).
 
 Example:
