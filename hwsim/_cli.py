@@ -98,7 +98,10 @@ def _cmd_systolic(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"sciml hwsim systolic: {e}") from None
     t0 = time.perf_counter()
-    result = _run(topo, cfg.array, cfg.dataflow, cfg.memory)
+    try:  # a USER-mode config without `Bandwidth`, counts past int32
+        result = _run(topo, cfg.array, cfg.dataflow, cfg.memory)
+    except ValueError as e:
+        raise _model_error("systolic", e) from None
     out = pathlib.Path(args.out) / cfg.run_name
     out.mkdir(parents=True, exist_ok=True)
     compute, bandwidth, detail = report_rows(result)
@@ -115,6 +118,22 @@ def _cmd_systolic(args) -> int:
     print("\n".join(lines))
     print(f"\ntotal cycles {sum(c[2] for c in compute)}, reports in {out} ({seconds:.2f} s)")
     return 0
+
+
+def _model_error(verb: str, e: ValueError) -> SystemExit:
+    # from the shell, JAX's 64-bit mode is switched on by its environment variable
+    hint = " (from the shell: run with JAX_ENABLE_X64=1)" if "overflow int32" in str(e) else ""
+    return SystemExit(f"sciml hwsim {verb}: {e}{hint}")
+
+
+def _dataflows(text: str) -> list[str]:
+    from hwsim.systolic import DATAFLOWS
+
+    out = [d.strip().lower() for d in text.split(",")]
+    if not all(d in DATAFLOWS for d in out):
+        raise argparse.ArgumentTypeError(f"expected dataflows among {', '.join(sorted(DATAFLOWS))} like "
+                                         f"os,ws,is, got {text!r}")
+    return out
 
 
 def _arrays(text: str) -> list[tuple[int, int]]:
@@ -147,7 +166,10 @@ def _cmd_sweep(args) -> int:
     lines = [SWEEP_HEADER]
     for df in args.dataflows:
         t0 = time.perf_counter()
-        r = _run(topo, arrays, df, memory)  # layers x arrays in one call
+        try:
+            r = _run(topo, arrays, df, memory)  # layers x arrays in one call
+        except ValueError as e:
+            raise _model_error("sweep", e) from None
         cycles = np.asarray(r.memory.cycles).sum(0)
         stalls = np.asarray(r.memory.stall_cycles).sum(0)
         incl = np.asarray(r.memory.cycles_incl_prefetch).sum(0)
@@ -334,7 +356,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--sram-kb", type=int, default=64, help="SRAM size of each operand without --config")
     p.add_argument("--arrays", type=_arrays, default=_arrays("8x8,16x16,32x32,64x64,128x128"),
                    help="array shapes, e.g. 8x8,32x32,4x256")
-    p.add_argument("--dataflows", type=lambda s: s.split(","), default=["os", "ws", "is"],
+    p.add_argument("--dataflows", type=_dataflows, default=["os", "ws", "is"],
                    help="comma-separated dataflows among os, ws, is")
     p.add_argument("--sparsity", type=lambda s: s.split(","), default=["dense"],
                    help="sparsity levels (only 'dense' for now)")

@@ -458,7 +458,12 @@ def _one(m, n, k, rows, cols, uif, gh, gw, gfh, gfw, gc, gsh, gsw, gho, gwo, sra
             if not closed:
                 reads.append(zero)
             elif op == 0 and kind in ("cyclic", "single"):
-                reads.append(jnp.where(u < w, u, _ifmap_walk(dataflow, cgeo, R, C, rf, folds, w)))
+                walk = _ifmap_walk(dataflow, cgeo, R, C, rf, folds, w)
+                if kind == "single":
+                    # a pinned ifmap whose im2col words are all distinct (GEMMs, convolutions without
+                    # overlapping windows) is demanded once per word: no window can re-read it
+                    walk = jnp.where(u == m * k, u, walk)
+                reads.append(jnp.where(u < w, u, walk))
             elif kind == "cyclic":
                 reads.append(jnp.where(u < w, u, cf * u))
             elif kind == "single":
@@ -535,9 +540,11 @@ def _one(m, n, k, rows, cols, uif, gh, gw, gfh, gfw, gc, gsh, gsw, gho, gwo, sra
     ofmap_real = dataflow.sram_accesses(sr, sc, t, rf, cf)[2]
     bw_o = bws[2] if user else C
     drain = words[2] - cdiv(words[2], 2)
-    first_fill = (drain + 1) % bw_o
-    # the first drain pushes out a partial line whose padding SCALE-Sim counts as written
-    pad = jnp.where((ofmap_real > drain) & (first_fill > 0), bw_o - first_fill, 0)
+    # The first drain starts at the (drain + 1)-th word, closing a partial line of (drain + 1) % bw
+    # words, and takes ceil(drain / bw) lines; SCALE-Sim discounts the padding of a drain's last line
+    # only. When bw divides drain the one-word partial line is left over and drained inside the next
+    # batch, its bw - 1 padding counted as written; otherwise it ends the first drain and costs nothing.
+    pad = jnp.where((ofmap_real > drain) & (drain % bw_o == 0), bw_o - 1, 0)
     ofmap_writes = ofmap_real + pad
 
     compute = folds * dataflow.fold_cycles(R, C, t) - 1  # SCALE-Sim's Total Cycles in CALC mode
@@ -1245,15 +1252,16 @@ def _trace_override(out, flat, words, bws, dataflow: AbstractDataflow, user: boo
 
 
 def _touched(size: int, filt: int, stride: int, out: int) -> int:
-    """Input rows (or columns) that SCALE-Sim's ``out`` windows of ``filt`` at ``stride`` touch."""
+    """Input rows (or columns) that SCALE-Sim's ``out`` windows of ``filt`` at ``stride`` touch (a
+    ceil-mode last window may start past the input when ``stride > filt``: it touches none)."""
     if stride <= filt:
         return min(size, (out - 1) * stride + filt)
-    return (out - 1) * filt + min(filt, size - (out - 1) * stride)
+    return (out - 1) * filt + max(0, min(filt, size - (out - 1) * stride))
 
 
 def _touched_jnp(size, filt, stride, out):
     return jnp.where(stride <= filt, jnp.minimum(size, (out - 1) * stride + filt),
-                     (out - 1) * filt + jnp.minimum(filt, size - (out - 1) * stride))
+                     (out - 1) * filt + jnp.maximum(0, jnp.minimum(filt, size - (out - 1) * stride)))
 
 
 def geometry_ifmap_words(g: ConvGeometry) -> Int[Array, "..."]:

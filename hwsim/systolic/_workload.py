@@ -75,7 +75,13 @@ def _dims(value: Any, name: str) -> Int[Array, "..."]:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}")
     if isinstance(value, (int, np.integer)):
         _positive_int(value, name)
+        check_int32_range({f"`{name}`": int(value)})
         return jnp.asarray(value, int_dtype())
+    if isinstance(value, (list, tuple, np.ndarray)):
+        # checked on the host: converting to int32 would raise deep in JAX or wrap around silently
+        host = np.asarray(value)
+        if np.issubdtype(host.dtype, np.integer):
+            check_int32_range({f"`{name}`": host})
     try:
         arr = jnp.asarray(value)
     except TypeError as e:

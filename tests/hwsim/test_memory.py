@@ -211,6 +211,35 @@ def test_memory_under_jit_and_batched():
     assert not np.any(np.asarray(grid.memory.stall_cycles))
 
 
+def test_closed_form_exact_off_the_stored_grid():
+    """CALC mode on array widths that do not divide the ofmap SRAM's half (5, 3) and on an input-
+    stationary GEMM whose ifmap overflows the window: the closed form's ofmap writes and ifmap reads
+    follow SCALE-Sim's buffers (the trace model) there too, not only on the stored power-of-two grid."""
+    layer, mem = systolic.gemm(22, 60, 83), systolic.Memory(1, 1, 1)  # ofmap drain half: 512 words
+    for (rows, cols), df, pad in [((64, 5), "os", 0), ((64, 8), "os", 7), ((2, 3), "ws", 0)]:
+        r = systolic.simulate(layer, systolic.SystolicArray(rows, cols), dataflow=df, memory=mem)
+        # 512 % cols != 0: the first drain's partial line is its last line, whose padding is not counted
+        assert int(r.memory.ofmap_dram_writes) == int(r.ofmap_writes) + pad, (rows, cols, df)
+    # input stationary pins each ifmap word of a GEMM in one fold: every word read exactly once
+    topo = systolic.Topology([systolic.gemm(189, 68, 100), systolic.gemm(144, 47, 70)])
+    for m_ in (mem, systolic.Memory(1, 1, 1, dram_model="trace")):
+        r = systolic.simulate(topo, systolic.SystolicArray(16, 3), dataflow="is", memory=m_)
+        assert r.memory.ifmap_dram_reads.tolist() == [189 * 100, 144 * 70], m_.dram_model
+
+
+def test_ceil_mode_window_past_the_input():
+    """Stride larger than the filter: SCALE-Sim's ceil-mode last window can start past the input and then
+    touches no word. A 1x1 stride-3 convolution of an 8x8x4 input has windows at 0, 3, 6, 9 per axis:
+    3 x 3 x 4 = 36 distinct words, each read once when the ifmap fits (was 16; negative for the second)."""
+    assert systolic.conv_ifmap_words(8, 8, 1, 1, 4, 3) == 36
+    topo = systolic.Topology([systolic.conv(8, 8, 1, 1, 4, 8, 3), systolic.conv(14, 2, 11, 1, 2, 4, (4, 6))])
+    for dm in _memory.DRAM_MODELS:
+        r = systolic.simulate(topo, systolic.SystolicArray(4, 4), dataflow="ws",
+                              memory=systolic.Memory(64, 64, 64, dram_model=dm))
+        # the second: rows 0-10 and 4-14 of 14 (all 14), column 0 of 2 (the window at 6 is outside)
+        assert r.memory.ifmap_dram_reads.tolist() == [36, 14 * 1 * 2], dm
+
+
 # --------------------------------------------------------------------------------------------------
 # Against live SCALE-Sim (skipped where it is not installed)
 # --------------------------------------------------------------------------------------------------

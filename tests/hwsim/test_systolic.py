@@ -324,6 +324,13 @@ def test_int32_overflow_is_reported():
     huge = systolic.gemm(2**12, 2**12, 2**12)  # 2**36 MACs
     with pytest.raises(ValueError, match="overflow int32.*set_precision"):
         systolic.simulate(huge, systolic.SystolicArray(8, 8))
+    # a single dimension past int32: a named error, not an OverflowError from JAX nor (NumPy int64)
+    # a silently wrapped negative size
+    for m in (3_000_000_000, np.int64(3_000_000_000), np.array([5, 3_000_000_000]), [5, 3_000_000_000]):
+        with pytest.raises(ValueError, match="the `m` of this workload .* overflow int32"):
+            systolic.gemm(m, 2, 2)
+    with pytest.raises(ValueError, match="line 2: the `m` of this workload"):
+        systolic.parse_topology(CONV_HEADER + "\nbig, 100000, 100000, 3, 3, 2, 4, 1,\n")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -87,3 +87,20 @@ def test_sweep_grid_and_sparsity_option(files, capsys):
     assert int(rows[3]["total_cycles"]) == int(np.asarray(ref.cycles).sum())
     with pytest.raises(SystemExit, match="not modelled yet"):
         cli.main(["hwsim", "sweep", "-t", str(files / "net.csv"), "--sparsity", "2:4", "-o", str(out)])
+
+
+def test_bad_dataflows_and_model_errors_exit_cleanly(files, capsys):
+    """A bad ``--dataflows`` entry is an argparse error before anything runs; a config the memory model
+    rejects, or counts past int32, end with a one-line message instead of a traceback."""
+    out = str(files / "sweep.csv")
+    with pytest.raises(SystemExit):
+        cli.main(["hwsim", "sweep", "-t", str(files / "net.csv"), "--dataflows", "os,xs", "-o", out])
+    assert "--dataflows: expected dataflows among is, os, ws" in capsys.readouterr().err
+    (files / "user.cfg").write_text(CFG.replace("CALC", "USER").replace("Bandwidth : 10\n", ""))
+    with pytest.raises(SystemExit, match="sciml hwsim systolic: InterfaceBandwidth is USER"):
+        cli.main(["hwsim", "systolic", "-c", str(files / "user.cfg"), "-t", str(files / "net.csv"),
+                  "-o", str(files / "out")])
+    (files / "big.csv").write_text(CONV_HEADER + "\nbig, 4000, 4000, 3, 3, 64, 4, 1,\n")
+    with pytest.raises(SystemExit, match="overflow int32.*JAX_ENABLE_X64=1"):
+        cli.main(["hwsim", "systolic", "-c", str(files / "run.cfg"), "-t", str(files / "big.csv"),
+                  "-o", str(files / "out")])
