@@ -59,8 +59,11 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"sciml pde solve: {e}") from None
     t0 = time.perf_counter()
-    sol = solvers.solve(problem, method, key=backend.key(args.seed), steps=args.steps,
-                        progress=False if args.json or args.no_progress else None)
+    try:  # a configuration the method rejects (x0 outside its box, ...)
+        sol = solvers.solve(problem, method, key=backend.key(args.seed), steps=args.steps,
+                            progress=False if args.json or args.no_progress else None)
+    except ValueError as e:
+        raise SystemExit(f"sciml pde solve: {e}") from None
     seconds = time.perf_counter() - t0
     ref = None if sol.reference is None else float(sol.reference.value)
     rel = sol.box_rel_l1 if sol.box_rel_l1 is not None else sol.rel_error

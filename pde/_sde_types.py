@@ -18,6 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 from jaxtyping import Array, Float
 
 from sciml import backend
@@ -63,9 +64,9 @@ def _check_nonnegative(value: Array, name: str) -> None:
 
 
 def _check_dim(dim) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"got dim={dim!r}; `dim` must be a positive int")
-    return dim
+    return int(dim)
 
 
 class BrownianMotion(AbstractExactSDE):

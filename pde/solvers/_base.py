@@ -28,9 +28,11 @@ class Solution:
         value: the estimate of u(0, x0).
         reference: the problem's reference at x0 (None when the problem has none or it was not
             requested).
-        rel_error: |value - reference| / |reference| at x0 (None without a reference).
+        rel_error: |value - reference| / |reference| at x0 (None without a reference; inf when
+            the reference is 0 and the value is not).
         box_rel_l1: for methods that learn x -> u(0, x) on the problem's box, the relative L1
-            error over the box, sum|u_hat - u| / sum|u| on uniformly drawn points (None otherwise).
+            error over the box, sum|u_hat - u| / sum|u| on uniformly drawn points (None otherwise,
+            and when the reference is not a closed form or quadrature that is cheap at every point).
         model: the trained network(s) (``model(x)`` is u(0, x) for box methods).
         history: the training history (``sciml.train.History``); None for non-DNN methods.
         seconds: wall time of the solve, compilation included.
@@ -70,6 +72,40 @@ class AbstractMethod(eqx.Module):
         """Relative L1 error of ``model`` over the problem's box, for methods that learn a
         function on it (default: not applicable)."""
         return None
+
+
+def check_antithetic_paths(paths_per_point: int) -> None:
+    """Paths per point come in antithetic pairs (``Z, -Z``): 1 (plain) or an even number."""
+    if paths_per_point > 1 and paths_per_point % 2:
+        raise ValueError(f"got paths_per_point={paths_per_point}; it must be 1 or even (antithetic pairs)")
+
+
+def x0_in_box(problem: AbstractProblem) -> bool:
+    """Whether the problem's x0 lies in its box, where box methods train the network that they then
+    evaluate at x0 (outside it that is an extrapolation). True when the values are traced."""
+    box = problem.box
+    leaves = (problem.x0, box.lo, box.hi)
+    if any(isinstance(v, jax.core.Tracer) for v in leaves):
+        return True
+    x0, lo, hi = (np.asarray(v) for v in leaves)
+    return bool(np.all((lo <= x0) & (x0 <= hi)))
+
+
+def box_rel_l1(problem: AbstractProblem, model: Any, *, key: jax.Array, n_points: int) -> float | None:
+    """sum|model - u| / sum|u| over ``n_points`` uniform points of the problem's box, where u is
+    the problem's reference; None when the reference is not a cheap pointwise one (closed form or
+    quadrature): Monte Carlo, multilevel Picard or published values need a key or exist at x0 only,
+    and are not evaluated at thousands of points."""
+    try:
+        probe = eqx.filter_eval_shape(problem.reference, problem.x0)
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+    if probe.method not in ("closed form", "quadrature"):
+        return None
+    x = problem.box.sample(key, n_points)
+    ref = jax.jit(jax.vmap(lambda xi: problem.reference(xi).value))(x)
+    pred = jax.jit(jax.vmap(model))(x)
+    return float(jnp.sum(jnp.abs(pred - ref)) / jnp.sum(jnp.abs(ref)))
 
 
 def count_params(model: Any) -> int:
@@ -171,7 +207,7 @@ def solve(
     ref = rel = box = None
     if reference:
         ref = problem.reference(key=k_ref)
-        rel = abs(value - float(ref.value)) / abs(float(ref.value))
+        rel = _relative_error(value, float(ref.value))
         box = method.box_error(problem, model, key=k_box)
     return Solution(
         value=value,
@@ -184,6 +220,13 @@ def solve(
         n_params=count_params(model),
         stats=stats,
     )
+
+
+def _relative_error(value: float, reference: float) -> float:
+    """|value - reference| / |reference|; for a zero reference, 0 if the value is 0 too, else inf."""
+    if reference == 0:
+        return 0.0 if value == 0 else float("inf")
+    return abs(value - reference) / abs(reference)
 
 
 def adam_schedule(steps: int, lr: float, decay_to: float = 1e-2) -> optax.GradientTransformation:

@@ -26,7 +26,15 @@ from sciml import backend, train
 
 from .._problem import AbstractLinearProblem, AbstractProblem
 from .._sde_types import AbstractExactSDE
-from ._base import AbstractMethod, adam_schedule, check_positive_int, make_network
+from ._base import (
+    AbstractMethod,
+    adam_schedule,
+    box_rel_l1,
+    check_antithetic_paths,
+    check_positive_int,
+    make_network,
+    x0_in_box,
+)
 
 
 class Standardized(eqx.Module):
@@ -70,7 +78,8 @@ class DeepKolmogorov(AbstractMethod):
         activation: any ``sciml.nn.activation`` name or module (relu, leaky_relu, softplus, gelu,
             tanh, gem, ...).
         batch_size: sampled points per step (split over devices when ``parallel`` is set).
-        paths_per_point: terminal samples averaged per point (antithetic pairs; 1 = plain).
+        paths_per_point: terminal samples averaged per point: 1 (plain) or an even number
+            (antithetic pairs).
         steps: default number of Adam steps.
         learning_rate: initial Adam step size (cosine-decayed to 1% over the run).
         eval_points: uniformly drawn box points for the relative L1 error.
@@ -93,6 +102,7 @@ class DeepKolmogorov(AbstractMethod):
         check_positive_int(self.depth + 1, "depth + 1")
         for name in ("batch_size", "paths_per_point", "steps", "eval_points"):
             check_positive_int(getattr(self, name), name)
+        check_antithetic_paths(self.paths_per_point)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate!r}")
 
@@ -104,6 +114,12 @@ class DeepKolmogorov(AbstractMethod):
             )
         if problem.box is None:
             raise ValueError(f"DeepKolmogorov learns u on a box; {type(problem).__name__} has none")
+        if not x0_in_box(problem):
+            raise ValueError(
+                f"DeepKolmogorov learns u(0, .) on the box and evaluates it at x0, but x0 lies outside "
+                f"{type(problem).__name__}'s box, so u(0, x0) would be an extrapolation; pass a box "
+                "that contains x0 (e.g. make_problem(..., box=(lo, hi)))"
+            )
         steps = steps or self.steps
         k_net, k_pilot, k_fit = backend.split_key(key, 3)
         box = problem.box
@@ -143,7 +159,4 @@ class DeepKolmogorov(AbstractMethod):
         return value, model, history, {}
 
     def box_error(self, problem, model, *, key):
-        x = problem.box.sample(key, self.eval_points)
-        ref = jax.jit(jax.vmap(lambda xi: problem.reference(xi).value))(x)
-        pred = jax.jit(jax.vmap(model))(x)
-        return float(jnp.sum(jnp.abs(pred - ref)) / jnp.sum(jnp.abs(ref)))
+        return box_rel_l1(problem, model, key=key, n_points=self.eval_points)

@@ -58,7 +58,16 @@ from sciml.train import History
 
 from .._problem import AbstractProblem, nonlinearity_uses_z
 from .._sde_types import AbstractExactSDE
-from ._base import AbstractMethod, adam_schedule, check_positive_int, check_theta, make_network
+from ._base import (
+    AbstractMethod,
+    adam_schedule,
+    box_rel_l1,
+    check_antithetic_paths,
+    check_positive_int,
+    check_theta,
+    make_network,
+    x0_in_box,
+)
 from ._deep_bsde import euler_or_exact_step as step
 from ._deep_kolmogorov import Standardized
 
@@ -239,7 +248,8 @@ class DeepSplitting(AbstractMethod):
         learning_rate: initial Adam step size of every time step.
         theta: weight of the implicit end of the time integral, in [0, 1] (see above).
         on_box: learn u(0, .) on the problem's box (xi uniform on it) instead of at x0 (xi = x0, so
-            V_0 is fitted at one point). Default: on the box when the problem has one.
+            V_0 is fitted at one point). Default: on the box when the problem has one that contains
+            x0.
         calibrate: shift each trained network's output by its mean residual on the pilot sample
             (see the module docstring; exact for ``theta=0``, to first order in dt otherwise).
         pilot_size: points of the pilot sample that sets each network's standardisation and
@@ -259,7 +269,7 @@ class DeepSplitting(AbstractMethod):
     Raises:
         ValueError: an invalid configuration (non-positive ``time_steps``, ``steps``, ...; odd
             ``paths_per_point`` > 1; ``learning_rate`` <= 0; ``theta`` outside [0, 1]), or, in
-            ``run``, ``on_box=True`` for a problem without a box.
+            ``run``, ``on_box=True`` for a problem without a box or with x0 outside it.
 
     Example:
         >>> from pde.solvers import DeepSplitting
@@ -295,10 +305,7 @@ class DeepSplitting(AbstractMethod):
         for name in ("time_steps", "batch_size", "paths_per_point", "steps", "warm_steps", "pilot_size",
                      "eval_points"):
             check_positive_int(getattr(self, name), name)
-        if self.paths_per_point > 1 and self.paths_per_point % 2:
-            raise ValueError(
-                f"got paths_per_point={self.paths_per_point}; it must be 1 or even (antithetic pairs)"
-            )
+        check_antithetic_paths(self.paths_per_point)
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) or not (
             self.learning_rate > 0
         ):
@@ -311,10 +318,15 @@ class DeepSplitting(AbstractMethod):
 
     def _on_box(self, problem: AbstractProblem) -> bool:
         if self.on_box is None:
-            return problem.box is not None
+            return problem.box is not None and x0_in_box(problem)
         if self.on_box and problem.box is None:
             raise ValueError(
                 f"on_box=True but {type(problem).__name__} has no box; pass on_box=False to solve at x0"
+            )
+        if self.on_box and not x0_in_box(problem):
+            raise ValueError(
+                f"on_box=True but x0 lies outside {type(problem).__name__}'s box, so u(0, x0) would be "
+                "an extrapolation of V_0; pass a box that contains x0, or on_box=False to solve at x0"
             )
         return self.on_box
 
@@ -393,13 +405,4 @@ class DeepSplitting(AbstractMethod):
     def box_error(self, problem, model, *, key):
         if not self._on_box(problem):
             return None
-        try:
-            probe = eqx.filter_eval_shape(problem.reference, problem.x0)
-        except (TypeError, ValueError, NotImplementedError):
-            return None
-        if probe.method not in ("closed form", "quadrature"):
-            return None  # Monte Carlo, Picard or published values: not cheap pointwise references
-        x = problem.box.sample(key, self.eval_points)
-        ref = jax.jit(jax.vmap(lambda xi: problem.reference(xi).value))(x)
-        pred = jax.jit(jax.vmap(model))(x)
-        return float(jnp.sum(jnp.abs(pred - ref)) / jnp.sum(jnp.abs(ref)))
+        return box_rel_l1(problem, model, key=key, n_points=self.eval_points)

@@ -403,6 +403,17 @@ def test_on_box_without_a_box(getkey):
         solve(ColeHopf(3), DeepSplitting(on_box=True), key=getkey(), progress=False)
 
 
+def test_x0_outside_the_box_is_solved_at_x0(getkey):
+    """V_0 trained on the box and evaluated at an x0 outside it is an extrapolation (134% off for
+    reaction-diffusion at x0 = 2 * 1, d = 5): the default solves at x0, on_box=True refuses."""
+    problem = pde.make_problem("reaction-diffusion", 3, x0=2.0)
+    assert not DeepSplitting()._on_box(problem)
+    assert DeepSplitting().box_error(problem, None, key=getkey()) is None
+    assert DeepSplitting()._on_box(pde.make_problem("reaction-diffusion", 3, x0=1.0))
+    with pytest.raises(ValueError, match="x0 lies outside ReactionDiffusion's box"):
+        solve(problem, DeepSplitting(on_box=True), key=getkey(), progress=False)
+
+
 def test_box_error_is_none_without_a_pointwise_reference(getkey):
     method = DeepSplitting()
     assert method.box_error(ColeHopf(3), None, key=getkey()) is None  # no box

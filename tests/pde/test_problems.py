@@ -384,6 +384,14 @@ def test_bad_dim(cls, dim):
         cls(dim)
 
 
+@pytest.mark.parametrize("cls", list(PROBLEMS.values()))
+def test_numpy_int_dim(cls):
+    """A NumPy integer (e.g. from np.arange) is a valid dimension, stored as a Python int."""
+    problem = cls(np.int64(3))
+    assert problem.dim == 3 and type(problem.dim) is int
+    assert make_problem(cls.name, np.int32(2)).dim == 2
+
+
 @pytest.mark.parametrize("T", [0.0, -1.0])
 @pytest.mark.parametrize("cls", list(PROBLEMS.values()))
 def test_bad_horizon(cls, T):

@@ -192,3 +192,63 @@ def test_deep_bsde_linear_skip_adds_a_diagonal_linear_z(z_from):
     extra = scale * q * x / spread
     want = np.sqrt(2.0) * extra / spread if z_from == "gradient" else extra
     np.testing.assert_allclose(with_skip.z(t, x) - without.z(t, x), want, rtol=1e-5, atol=1e-6)
+
+
+class _CosineMonteCarlo(pde.AbstractLinearProblem):
+    """u_t + 1/2 Delta u = 0, g = cos(sum x) on [-1, 1]^d, with a Monte Carlo reference (needs a key)."""
+
+    sde: pde.BrownianMotion
+    horizon: jax.Array
+    x0: jax.Array
+    box: pde.Box
+    discount_rate: jax.Array
+    name = "cosine-monte-carlo"
+
+    def terminal(self, x):
+        return jnp.cos(jnp.sum(x))
+
+    def reference(self, x=None, *, key=None):
+        from pde.reference import monte_carlo
+
+        return monte_carlo(self, x, key=key, n_paths=256)
+
+
+def test_deep_kolmogorov_box_error_skips_a_monte_carlo_reference():
+    """solve evaluates the reference at x0 with its key; the box error called it at thousands of
+    points without one (a TypeError after training): it is None, as for DeepSplitting."""
+    d = 2
+    problem = _CosineMonteCarlo(pde.BrownianMotion(d), jnp.ones(()), jnp.zeros(d),
+                                pde.Box(-jnp.ones(d), jnp.ones(d)), jnp.zeros(()))
+    assert problem.reference(key=jax.random.key(0)).method == "monte carlo"
+    model = lambda x: jnp.cos(jnp.sum(x))
+    assert pde.DeepKolmogorov().box_error(problem, model, key=jax.random.key(1)) is None
+    # A closed-form reference is still evaluated on the box (the exact u as the model: error 0).
+    heat = pde.make_problem("heat-paraboloid", d)
+    exact = lambda x: heat.exact(jnp.zeros(()), x)
+    assert pde.DeepKolmogorov(eval_points=64).box_error(heat, exact, key=jax.random.key(1)) < 1e-6
+
+
+def test_zero_reference_gives_an_infinite_relative_error():
+    """u(0, 0) = 1 + kappa = 0 for kappa = -1: the relative error is inf, not a ZeroDivisionError
+    after the solve."""
+    problem = pde.make_problem("reaction-diffusion", 2, kappa=-1.0)
+    assert float(problem.reference().value) == 0.0
+    sol = pde.solve(problem, pde.MultilevelPicard(level=1), key=jax.random.key(0))
+    assert sol.value != 0.0 and sol.rel_error == float("inf")
+
+
+def test_deep_kolmogorov_rejects_x0_outside_the_box():
+    """The network is trained on the box: at x0 = 2 * 1 outside [0, 1]^d its value was an
+    extrapolation (27% off at d = 5) while the box error looked fine."""
+    problem = pde.make_problem("heat-paraboloid", 3, x0=2.0)
+    with pytest.raises(ValueError, match="x0 lies outside HeatParaboloid's box"):
+        pde.solve(problem, pde.DeepKolmogorov(), key=jax.random.key(0), steps=1)
+    inside = pde.make_problem("max-call", 2, x0=90.0)  # on the boundary of [90, 110]^d: fine
+    from pde.solvers._base import x0_in_box
+
+    assert x0_in_box(inside)
+
+
+def test_deep_kolmogorov_rejects_odd_antithetic_paths():
+    with pytest.raises(ValueError, match="paths_per_point=3; it must be 1 or even"):
+        pde.DeepKolmogorov(paths_per_point=3)
