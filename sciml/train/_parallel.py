@@ -133,9 +133,18 @@ class Pmap(AbstractParallel):
 
     def place_state(self, state):
         n = len(self._devices())
+
+        def stack(x):
+            # A leaf committed to devices (one a previous pmapped fit returned, which is replicated
+            # over them, or one the caller put on a device) keeps its layout when stacked, and the
+            # compiled pmap rejects that ("Sharding passed to jit does not match"): uncommit it.
+            if isinstance(x, jax.Array) and x.committed:
+                x = jnp.asarray(np.asarray(x))
+            return jnp.broadcast_to(x[None], (n,) + x.shape)
+
         # A stacked copy per device; the compiled pmap distributes it on the first call and keeps
         # its outputs on the devices after that.
-        return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x[None], (n,) + x.shape), state)
+        return jax.tree_util.tree_map(stack, state)
 
     def place_batch(self, batch):
         n = len(self._devices())

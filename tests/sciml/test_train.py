@@ -63,6 +63,29 @@ def test_data_parallel_matches_single_device(parallel):
         assert np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(b)), np.max(np.abs(a - b))
 
 
+@pytest.mark.parametrize("parallel", ["pmap", "sharded"])
+def test_fit_continues_from_a_parallel_fit(parallel):
+    """A model a data-parallel fit returned (replicated over the devices), or one committed to a
+    device by the caller, goes back into fit: 10 + 10 parallel steps equal the same two runs on one
+    device (each with a fresh optimiser state); pmap used to reject the replicated leaves
+    ("Sharding passed to jit does not match")."""
+    a, _ = fit(make_model(), loss_fn, make_data(), optimizer(), steps=10, key=jax.random.key(0),
+               progress=False)
+    a, _ = fit(a, loss_fn, make_data(), optimizer(), steps=10, key=jax.random.key(1), progress=False)
+    b, _ = fit(make_model(), loss_fn, make_data(), optimizer(), steps=10, key=jax.random.key(0),
+               parallel=parallel, progress=False)
+    b, _ = fit(b, loss_fn, make_data(), optimizer(), steps=10, key=jax.random.key(1),
+               parallel=parallel, progress=False)
+    params, static = eqx.partition(make_model(), eqx.is_array)
+    committed = eqx.combine(jax.device_put(params, jax.devices()[1]), static)
+    c, _ = fit(committed, loss_fn, make_data(), optimizer(), steps=2, key=jax.random.key(0),
+               parallel=parallel, progress=False)
+    for x, y in zip(jax.tree_util.tree_leaves(_params(b)), jax.tree_util.tree_leaves(_params(a))):
+        x, y = np.asarray(x), np.asarray(y)
+        assert np.max(np.abs(x - y)) <= 1e-5 * np.max(np.abs(y))
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(_params(c)))
+
+
 def test_data_parallel_with_on_device_sampling():
     """A sampler runs inside the step; with pmap each device samples its share with its own key."""
     losses = {}
