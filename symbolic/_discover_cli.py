@@ -28,8 +28,8 @@ def read_csv(path: str | pathlib.Path, target: str, columns: list[str] | None = 
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: no header/rows, the target column absent, a missing or non-numeric value (named by
-            row and column), or fewer than two columns.
+        ValueError: no header/rows, the target column absent or among ``columns``, a missing or
+            non-numeric value (named by row and column), or fewer than two columns.
     """
     p = pathlib.Path(path)
     if not p.is_file():
@@ -46,6 +46,8 @@ def read_csv(path: str | pathlib.Path, target: str, columns: list[str] | None = 
     missing = [c for c in use if c not in header]
     if missing:
         raise ValueError(f"--columns {missing} not in {p}; columns: {header}")
+    if target in use:  # the target as an input: discovery would return `target = target`
+        raise ValueError(f"--columns must not include the target {target!r}; got {use}")
     if not use:
         raise ValueError(f"{p} has no input column besides the target {target!r}")
     idx = [header.index(c) for c in use] + [header.index(target)]

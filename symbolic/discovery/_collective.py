@@ -139,8 +139,19 @@ class Discovery(eqx.Module):
         return equation(self.best, self.variables, self.grammar, digits=digits)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The chosen equation on new rows ``X`` (``(n_rows, n_vars)``), float64."""
-        return predict(self.best, X, self.grammar)
+        """The chosen equation on new rows ``X`` (``(n_rows, n_vars)``; 1-D for one variable), float64.
+
+        Raises:
+            ValueError: ``X`` does not have one column per variable (an equation that reads only some
+                columns would otherwise read misaligned ones without notice).
+        """
+        Xn = np.asarray(X, np.float64)
+        if Xn.ndim == 1 and len(self.variables) == 1:
+            Xn = Xn[:, None]
+        if Xn.ndim != 2 or Xn.shape[1] != len(self.variables):
+            raise ValueError(f"`X` must have shape (n_rows, {len(self.variables)}), one column per variable "
+                             f"{list(self.variables)} in that order, got shape {Xn.shape}")
+        return predict(self.best, Xn, self.grammar)
 
 
 # --------------------------------------------------------------------------------------------------

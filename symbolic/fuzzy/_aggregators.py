@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -54,6 +55,26 @@ def _setup(x, axis, mask, stable, keepdims, clip):
 
 def _count(mask, ax, keepdims):
     return jnp.sum(mask, axis=ax, keepdims=keepdims)
+
+
+def _power_mean(v, p, ax, mask, keepdims):
+    r""":math:`\big(\frac{1}{n} \sum_i v_i^p\big)^{1/p}` of ``v >= 0`` over ``ax`` (the masked-in elements
+    only), computed as :math:`M \big(\frac{1}{n} \sum_i (v_i / M)^p\big)^{1/p}` with :math:`M` the largest
+    ``v_i``. Written directly, ``v**p`` underflows to 0 for large ``p`` (float32: ``0.001**20``), which
+    gives 0 instead of about ``max(v)`` and a NaN gradient. ``M`` is a constant for autodiff: the form is
+    the same function of ``v`` for every ``M > 0``, so values and gradients are those of the formula."""
+    selected = v if mask is None else jnp.where(mask, v, 0)
+    m = jax.lax.stop_gradient(jnp.max(selected, axis=ax, keepdims=True))
+    m = jnp.where(m > 0, m, 1)
+    if mask is None:
+        mean = jnp.mean(jnp.power(v / m, p), axis=ax, keepdims=True)
+    else:
+        # Masked-out elements are replaced before the power, so they cannot send NaN into the gradient.
+        powers = jnp.where(mask, jnp.power(jnp.where(mask, v / m, 1), p), 0)
+        count = jnp.sum(mask, axis=ax, keepdims=True)
+        mean = jnp.sum(powers, axis=ax, keepdims=True) / safe_count(count, v.dtype)
+    out = m * jnp.power(mean, 1 / p)
+    return out if keepdims else jnp.squeeze(out, axis=ax)
 
 
 def min(
@@ -235,13 +256,10 @@ def pmean(
         return empty_domain(x, ax, empty, keepdims, "the p-mean")
     if stable:
         x = pi_0(x)
+    out = _power_mean(x, p, ax, mask, keepdims)
     if mask is None:
-        return jnp.power(jnp.mean(jnp.power(x, p), axis=ax, keepdims=keepdims), 1 / p)
-    count = _count(mask, ax, keepdims)
-    # Masked-out elements are replaced before the power, so they cannot send NaN into the gradient.
-    powers = jnp.where(mask, jnp.power(jnp.where(mask, x, 1), p), 0)
-    m = jnp.sum(powers, axis=ax, keepdims=keepdims) / safe_count(count, x.dtype)
-    return guard_empty(jnp.power(m, 1 / p), count, empty, "the p-mean")
+        return out
+    return guard_empty(out, _count(mask, ax, keepdims), empty, "the p-mean")
 
 
 def pmean_error(
@@ -291,12 +309,10 @@ def pmean_error(
         return empty_domain(x, ax, empty, keepdims, "the p-mean error")
     # The errors 1 - pi_1(x), computed without cancellation (see one_minus_pi_1).
     errors = one_minus_pi_1(x) if stable else 1 - x
+    out = 1 - _power_mean(errors, p, ax, mask, keepdims)
     if mask is None:
-        return 1 - jnp.power(jnp.mean(jnp.power(errors, p), axis=ax, keepdims=keepdims), 1 / p)
-    count = _count(mask, ax, keepdims)
-    powers = jnp.where(mask, jnp.power(jnp.where(mask, errors, 0), p), 0)
-    m = jnp.sum(powers, axis=ax, keepdims=keepdims) / safe_count(count, x.dtype)
-    return guard_empty(1 - jnp.power(m, 1 / p), count, empty, "the p-mean error")
+        return out
+    return guard_empty(out, _count(mask, ax, keepdims), empty, "the p-mean error")
 
 
 def product(

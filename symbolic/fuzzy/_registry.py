@@ -46,11 +46,17 @@ def get(name: str) -> Callable[..., Any]:
     return _OPERATORS[name]
 
 
+# The binary connectives (t-norms, t-conorms, implications, equivalence): what an argument such as
+# `and_op` or `tconorm` may name. A negation or an aggregator there would fail deep inside the caller.
+_BINARY = tuple(sorted(n for n in _ops.__all__ if not n.startswith("not_")))
+
+
 def resolve(op: Any, arg: str) -> Callable[..., Any]:
-    """``op`` given as a callable or as a name for :func:`get`; errors name the argument ``arg``."""
+    """A binary connective given as a callable or by name; errors name the argument ``arg``."""
     if isinstance(op, str):
-        if op not in _OPERATORS:
-            raise ValueError(f"`{arg}` must be a callable or one of {list(names())}, got {op!r}")
+        if op not in _BINARY:
+            raise ValueError(f"`{arg}` must be a callable or a binary connective, one of {list(_BINARY)}, "
+                             f"got {op!r}")
         return _OPERATORS[op]
     if not callable(op):
         raise TypeError(f"`{arg}` must be a callable or an operator name, got {type(op).__name__}")

@@ -163,6 +163,22 @@ def test_choice_prefers_simplest_that_extrapolates():
     assert _choose([h(3, math.inf), h(5, math.inf, 1e-6)], 1e-12).complexity == 5
 
 
+def test_predict_checks_the_columns():
+    # y = 2*x1 over three variables: an X with a column missing or one too many must not be read
+    h = d.Hypothesis(d.Call("mul", (d.Const(0), d.Var(1))), np.array([2.0]), 0.0, 0.0, 3, "t", 0.0)
+    res = d.Discovery(best=h, archive=(h,), history=(), variables=("a", "b", "c"),
+                      grammar=d.default_grammar(), seconds=0.0, stopped="tol")
+    X = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(res.predict(X), 2 * X[:, 1])
+    for bad in (X[:, :2], np.c_[X, X[:, :1]], X[:, 0]):
+        with pytest.raises(ValueError, match=r"`X` must have shape \(n_rows, 3\)"):
+            res.predict(bad)
+    g = d.Hypothesis(d.Call("mul", (d.Const(0), d.Var(0))), np.array([2.0]), 0.0, 0.0, 3, "t", 0.0)
+    one = d.Discovery(best=g, archive=(g,), history=(), variables=("a",), grammar=d.default_grammar(),
+                      seconds=0.0, stopped="tol")
+    np.testing.assert_array_equal(one.predict(X[:, 0]), 2 * X[:, 0])  # 1-D: one variable, as in discover
+
+
 def test_top_level_name_and_default_agents():
     assert symbolic.discover is d.discover
     agents = d.default_agents()
@@ -250,6 +266,14 @@ def test_cli_bad_csv(tmp_path, capsys, rows, target, match):
     path = _csv(tmp_path / "d.csv", ["x", "y"], rows)
     assert cli.main(["discover", str(path), "--target", target, "--json"]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_cli_target_among_columns(tmp_path, capsys):
+    from sciml import cli
+
+    path = _csv(tmp_path / "d.csv", ["x", "y"], [(1, 2), (2, 3)])
+    assert cli.main(["discover", str(path), "--target", "y", "--columns", "x,y", "--json"]) == 2
+    assert "must not include the target 'y'" in capsys.readouterr().err
 
 
 def test_cli_missing_file(tmp_path, capsys):

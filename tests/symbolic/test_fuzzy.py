@@ -308,6 +308,27 @@ def test_empty_domains():
         jax.jit(lambda m: F.mean(x, mask=m))(off).block_until_ready()
 
 
+@pytest.mark.parametrize("p", [20.0, 50.0, 200.0])
+def test_pmean_large_p_does_not_underflow(p):
+    # x**p underflows in float32 (0.001**20 = 1e-60): the p-means must still follow their formula
+    # (near the max / min for large p), with finite gradients, masked or not
+    x = jnp.array([0.001, 0.002, 0.0015], jnp.float32)
+    mask = jnp.array([True, True, False])
+
+    def formula(v):  # the documented p-mean, in float64 scaled by the max so that it cannot underflow
+        v = np.asarray(v, np.float64)
+        return v.max() * np.mean((v / v.max()) ** p) ** (1 / p)
+
+    np.testing.assert_allclose(F.pmean(x, p), formula(x), rtol=1e-5)
+    np.testing.assert_allclose(F.pmean_error(1 - x, p), 1 - formula(x), rtol=1e-6)
+    np.testing.assert_allclose(F.pmean(x, p, mask=mask), formula(x[:2]), rtol=1e-5)
+    np.testing.assert_allclose(F.pmean_error(1 - x, p, mask=mask), 1 - formula(x[:2]), rtol=1e-6)
+    grads = (lambda v: F.pmean(v, p), lambda v: F.pmean(v, p, mask=mask), lambda v: -F.pmean_error(1 - v, p))
+    for f in grads:
+        g = jax.jit(jax.grad(f))(x)
+        assert np.all(np.isfinite(g)) and np.all(g >= 0) and float(g[1]) > 0.9
+
+
 # --------------------------------------------------------------------------------------------------
 # Transformations: jit, vmap, grad, dtype, no recompilation for new p
 # --------------------------------------------------------------------------------------------------
@@ -330,7 +351,8 @@ def test_aggregators_under_vmap_and_jit():
     for name in AGGREGATOR_NAMES:
         agg = F.get(name)
         np.testing.assert_allclose(jax.vmap(agg)(m), agg(m, axis=1), rtol=1e-6)
-        np.testing.assert_allclose(jax.jit(agg, static_argnames="axis")(m, axis=0), agg(m, axis=0))
+        # XLA may fuse under jit (1 - m * r contracts to an FMA in pmean_error): a few ulps
+        np.testing.assert_allclose(jax.jit(agg, static_argnames="axis")(m, axis=0), agg(m, axis=0), rtol=1e-6)
 
 
 def test_new_p_does_not_recompile():
@@ -387,8 +409,13 @@ def test_bad_arguments():
         F.implies_sigmoidal(x, x, s=0.0)
     with pytest.raises(ValueError, match="`name` must be one of .*'and_prod'"):
         F.get("and_product")
-    with pytest.raises(ValueError, match="`and_op` must be a callable or one of .*'and_min'"):
+    with pytest.raises(ValueError, match="`and_op` must be a callable or a binary connective, .*'and_min'"):
         F.equiv(x, x, and_op="and_mini")
+    # a known name of the wrong kind (an aggregator, a negation) is named too, not a failure deep inside
+    with pytest.raises(ValueError, match="`implies_op` must be a callable or a binary connective.*'pmean'"):
+        F.equiv(x, x, implies_op="pmean")
+    with pytest.raises(ValueError, match="`and_op` must be a callable or a binary connective.*'not_std'"):
+        F.equiv(x, x, and_op="not_std")
     with pytest.raises(ValueError, match="`axis` must be None, an int"):
         F.min(x, axis=1)
     with pytest.raises(TypeError, match="`mask` must be a boolean array"):

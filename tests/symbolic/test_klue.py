@@ -165,6 +165,11 @@ def test_bad_inputs():
         _dku(mode="soft")
     with pytest.raises(ValueError, match="tconorm"):
         _dku(tconorm="or_nope")
+    # names of aggregators or negations are rejected at construction, not deep inside the first call
+    with pytest.raises(ValueError, match="`tconorm` must be a callable or a binary connective.*'pmean'"):
+        _dku(tconorm="pmean")
+    with pytest.raises(ValueError, match="`implication` must be a callable or a binary .*'not_std'"):
+        _dku(implication="not_std")
     with pytest.raises(ValueError, match="concept_class"):
         _dku(concept_class=[0, 1, 2, 3, 0, 0])
     with pytest.raises(ValueError, match="lam"):
