@@ -91,11 +91,14 @@ def _cmd_train(args) -> int:
     from . import diffusion as dm
     from .nn import count_params
 
-    task = _task(args, views=args.train_views)
     t0 = time.perf_counter()
-    model, hist = dm.train_ct_denoiser(task, key=jax.random.key(args.seed), steps=args.steps,
-                                       batch_size=args.batch_size, channels=args.channels, pool=args.pool,
-                                       progress=False if args.no_progress else None)
+    try:
+        task = _task(args, views=args.train_views)
+        model, hist = dm.train_ct_denoiser(task, key=jax.random.key(args.seed), steps=args.steps,
+                                           batch_size=args.batch_size, channels=args.channels,
+                                           pool=args.pool, progress=False if args.no_progress else None)
+    except ValueError as e:
+        raise SystemExit(f"sciml ct train: {e}") from None
     seconds = time.perf_counter() - t0
     meta = {"image_shape": [args.size, args.size], "task": task.to_dict(), "steps": args.steps,
             "batch_size": args.batch_size, "pool": args.pool, "seed": args.seed,
@@ -111,9 +114,12 @@ def _method(args, geometry):
     from . import ct
     from . import diffusion as dm
 
-    simple = {"fbp": lambda: ct.FBP(), "cgls": lambda: ct.CGLS(args.iterations or 20),
-              "sirt": lambda: ct.SIRT(args.iterations or 200),
-              "tv": lambda: ct.TV(args.tv_weight, iterations=args.iterations or 300)}
+    def iterations(default):  # an explicit --iterations 0 is an error, not the default
+        return default if args.iterations is None else args.iterations
+
+    simple = {"fbp": lambda: ct.FBP(), "cgls": lambda: ct.CGLS(iterations(20)),
+              "sirt": lambda: ct.SIRT(iterations(200)),
+              "tv": lambda: ct.TV(args.tv_weight, iterations=iterations(300))}
     if args.method in simple:
         return simple[args.method]()
     model_path = pathlib.Path(args.model) if args.model else PRETRAINED

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._geometry import AbstractGeometry, ConeBeam, FanBeam, ParallelBeam, pixel_centres
+from ._geometry import AbstractGeometry, ConeBeam, FanBeam, ParallelBeam, in_dtype, pixel_centres
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 
@@ -167,6 +167,7 @@ def fbp(sinogram, geometry: AbstractGeometry, *, filter: str = "ramp", cutoff: f
 
     Parallel beam needs angles covering [0, pi); fan and cone beam a full circle [0, 2 pi).
     """
+    geometry = in_dtype(geometry, sinogram.dtype)
     if isinstance(geometry, ParallelBeam):
         return _fbp_parallel(sinogram, geometry, filter, cutoff)
     if isinstance(geometry, (FanBeam, ConeBeam)):

@@ -83,6 +83,14 @@ def pixel_centres(geometry, dtype) -> tuple[Array, Array]:
     return tuple(jnp.meshgrid(y, x, indexing="ij")[::-1])  # X, Y
 
 
+def in_dtype(geometry, dtype):
+    """``geometry`` with its numbers cast to ``dtype``: the projector and FBP compute the rays in
+    the data's dtype, so a float64 image is not projected along float32 rays (and the transpose,
+    compiled apart, is still exact to the data's rounding)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a,
+                        geometry)
+
+
 # the projector discretisations (see sciml.ct._projector); "strip" is for 2D parallel beam only
 PROJECTORS = ("joseph", "strip")
 

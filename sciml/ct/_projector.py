@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_float_array
-from ._geometry import AbstractGeometry, check_geometry, pixel_centres
+from ._geometry import AbstractGeometry, check_geometry, in_dtype, pixel_centres
 
 # Interpolation samples (rays x planes) per chunk of views: bounds memory for 3D geometries.
 _SAMPLES_PER_CHUNK = 1 << 22
@@ -105,7 +105,7 @@ def _strip_project_one(image, geometry):
     n = geometry.detector_count
     X, Y = pixel_centres(geometry, dt)
     edge0 = -0.5 * n * w + geometry.detector_offset.astype(dt)  # left edge of bin 0
-    j = jnp.arange(geometry.strip_bins)
+    j = jnp.arange(geometry.strip_bins, dtype=jnp.int32)
 
     def view(angle):
         c, s = jnp.cos(angle.astype(dt)), jnp.sin(angle.astype(dt))
@@ -153,7 +153,7 @@ _KERNELS = {"joseph": _joseph_project_one, "strip": _strip_project_one}
 
 
 def _project_one(image: Float[Array, "..."], geometry: AbstractGeometry):
-    return _KERNELS[geometry.projector](image, geometry)
+    return _KERNELS[geometry.projector](image, in_dtype(geometry, image.dtype))
 
 
 def checked_data(x, geometry, shape_attr: str, name: str, *, batched: bool = True):

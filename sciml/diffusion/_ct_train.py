@@ -193,6 +193,8 @@ def load_denoiser(path: str | os.PathLike, *,
         path: the weights file.
         image_shape: if given, checked against the ``image_shape`` the model was trained on.
 
+    The weights are returned in the backend's precision, whatever the precision they were saved in.
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: not a sciml denoiser file, or trained for another image size.
@@ -220,7 +222,14 @@ def load_denoiser(path: str | os.PathLike, *,
         net = UNet(cfg.pop("in_channels"), cfg.pop("out_channels"), **cfg, key=jax.random.key(0))
         like = Denoiser(net, _schedule_from(header["schedule"]), channels=header["channels"],
                         cond_channels=header["cond_channels"], sigma_data=header["sigma_data"])
-        return eqx.tree_deserialise_leaves(f, like), meta
+        return eqx.tree_deserialise_leaves(f, like, filter_spec=_in_like_dtype), meta
+
+
+def _in_like_dtype(f, like):
+    """Read one leaf in the dtype of ``like`` (the session's precision): weights saved in float32
+    (the shipped model) then load under float64 too, instead of failing equinox's dtype check."""
+    leaf = eqx.default_deserialise_filter_spec(f, like)
+    return leaf.astype(like.dtype) if eqx.is_inexact_array(like) else leaf
 
 
 def train_ct_denoiser(task: SparseViewTask, *, key, steps: int = 4000, batch_size: int = 16, pool: int = 4096,

@@ -93,7 +93,10 @@ class _GroupNorm(eqx.Module):
         self.bias = jnp.zeros((channels,), dtype)
 
     def __call__(self, x: Float[Array, "c h w"]) -> Float[Array, "c h w"]:
-        y = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(self.groups, -1)
+        # statistics in at least float32; chosen explicitly, as strict dtype promotion has no
+        # implicit float64/float32 (or bfloat16/float32) promotion
+        acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
+        y = x.astype(acc).reshape(self.groups, -1)
         y = y - jnp.mean(y, axis=1, keepdims=True)
         y = y * jax.lax.rsqrt(jnp.mean(y * y, axis=1, keepdims=True) + 1e-5)
         y = y.reshape(x.shape).astype(x.dtype)

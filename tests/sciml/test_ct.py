@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sciml
 from sciml import ct
 
 PAR = np.linspace(0, np.pi, 30, endpoint=False)
@@ -40,6 +41,23 @@ def test_backproject_is_exact_adjoint(name, getkey):
     lhs = jnp.vdot(ct.project(x, g), y)
     rhs = jnp.vdot(x, ct.backproject(y, g))
     assert abs(float(lhs - rhs)) <= 1e-5 * abs(float(lhs))
+
+
+@pytest.mark.parametrize("name", ["strip", "fan"])
+def test_data_dtype_sets_the_projector_dtype(name):
+    # a geometry built at the default float32 with float64 data (and the reverse): the rays are
+    # computed in the data's dtype, so the pair stays exactly adjoint and nothing is down- or upcast
+    g = geometries()[name]
+    rng = np.random.default_rng(0)
+    with sciml.backend.precision("float64"):
+        x = jnp.asarray(rng.standard_normal(g.image_shape))
+        y = jnp.asarray(rng.standard_normal(g.sinogram_shape))
+        ax, aty = ct.project(x, g), ct.backproject(y, g)
+        assert ax.dtype == aty.dtype == ct.reconstruct(ax, g, "fbp").image.dtype == jnp.float64
+        assert abs(float(jnp.vdot(ax, y) - jnp.vdot(x, aty))) <= 1e-12 * abs(float(jnp.vdot(ax, y)))
+        g64 = ct.parallel_beam(PAR, 40, (24, 36), detector_offset=0.3)
+    y32 = ct.project(jnp.ones(g64.image_shape), g64)
+    assert y32.dtype == ct.reconstruct(y32, g64, "fbp").image.dtype == jnp.float32
 
 
 def test_unit_square_central_rays():

@@ -3,9 +3,10 @@
 import json
 
 import jax
+import numpy as np
 import pytest
 
-from sciml import cli, nn
+from sciml import cli, ct, nn
 from sciml import diffusion as dm
 
 
@@ -52,4 +53,15 @@ def test_train_writes_a_loadable_model(tmp_path, capsys):
 def test_missing_data_folder_is_named(tmp_path):
     with pytest.raises(SystemExit, match="no folder at"):
         cli.main(["ct", "reconstruct", "--data", str(tmp_path / "nothing"), "--method", "fbp",
+                  "--out", str(tmp_path / "o")])
+
+
+def test_bad_options_exit_with_a_message(tmp_path):
+    # user errors end in "sciml ct <verb>: ..." (no traceback), and an explicit 0 is not the default
+    with pytest.raises(SystemExit, match=r"sciml ct train: `views` must be a positive int, got 0"):
+        cli.main(["ct", "train", "--size", "8", "--train-views", "0,4", "--out", str(tmp_path / "m.eqx")])
+    g = ct.parallel_beam(np.linspace(0, np.pi, 4, endpoint=False), 12, (8, 8))
+    data = ct.save_projections(tmp_path / "data", np.ones(g.sinogram_shape, np.float32), g)
+    with pytest.raises(SystemExit, match=r"`iterations` must be a positive int, got 0"):
+        cli.main(["ct", "reconstruct", "--data", str(data), "--method", "cgls", "--iterations", "0",
                   "--out", str(tmp_path / "o")])

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sciml
 from sciml import ct, nn
 from sciml import diffusion as dm
 
@@ -106,6 +107,17 @@ def test_save_and_load_round_trip(tmp_path, getkey):
     (tmp_path / "bad.eqx").write_bytes(b"\x00\x01garbage")
     with pytest.raises(ValueError, match="not a sciml denoiser"):
         dm.load_denoiser(tmp_path / "bad.eqx")
+
+
+def test_float32_weights_load_in_float64(tmp_path, getkey):
+    # the shipped model is float32; under float64 precision it loads in float64 (an exact cast)
+    model = _model(getkey(), perturb=False)
+    path = dm.save_denoiser(tmp_path / "m.eqx", model)
+    with sciml.backend.precision("float64"):
+        loaded, _ = dm.load_denoiser(path)
+        assert {str(leaf.dtype) for leaf in jax.tree.leaves(eqx.filter(loaded, eqx.is_array))} == {"float64"}
+        w = loaded.net.conv_in.weight
+    np.testing.assert_array_equal(np.asarray(w), np.asarray(model.net.conv_in.weight, np.float64))
 
 
 @pytest.mark.slow  # ~40 s: fine-grid simulation compiles

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+import sciml
 import sciml.nn as snn
 from sciml.nn._unet import _GroupNorm
 
@@ -144,6 +145,15 @@ def test_group_norm_matches_equinox():
     ours = eqx.tree_at(lambda m: (m.weight, m.bias), _GroupNorm(4, 16, dtype=jnp.float32), (w, b))
     ref = eqx.tree_at(lambda m: (m.weight, m.bias), eqx.nn.GroupNorm(4, 16), (w, b))
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(ref(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_float64_and_bfloat16_under_strict_promotion(getkey):
+    # GroupNorm's float32 statistics must not rely on implicit float64/bfloat16 <-> float32 promotion
+    with sciml.backend.precision("float64"):
+        model = snn.UNet(1, 1, channels=(4, 8), groups=2, key=getkey(), dtype=jnp.float64)
+        assert model(jnp.ones((1, 8, 8)), jnp.asarray(0.3)).dtype == jnp.float64
+    x = jnp.ones((4, 2, 2), jnp.bfloat16)
+    assert _GroupNorm(2, 4, dtype=jnp.bfloat16)(x).dtype == jnp.bfloat16
 
 
 # --------------------------------------------------------------------------------------------------
