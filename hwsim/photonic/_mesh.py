@@ -110,9 +110,16 @@ def mzi_transfer(
     return _transfer(theta, phi)
 
 
+def _unit_phasor(p: Array, cdt: Any) -> Array:
+    """``exp(i p)`` in ``cdt``; float16/bfloat16 phases are widened first (``lax.complex`` takes only
+    float32/float64 parts, and ``B.complex_dtype`` maps them to complex64)."""
+    p = p.astype(jnp.finfo(cdt).dtype)
+    return lax.complex(jnp.cos(p), jnp.sin(p))
+
+
 def _transfer(theta: Array, phi: Array) -> Array:
     cdt = B.complex_dtype(theta.dtype)
-    e = lax.complex(jnp.cos(phi), jnp.sin(phi))
+    e = _unit_phasor(phi, cdt)
     c = jnp.cos(theta).astype(cdt)
     s = jnp.sin(theta).astype(cdt)
     top = jnp.stack([e * c, -s], axis=-1)
@@ -263,6 +270,7 @@ def reconstruct(mesh: MZIMesh) -> Complex[Array, "n n"]:
 
     Raises:
         TypeError: ``mesh`` is not an :class:`MZIMesh`.
+        ValueError: its leaves have batch dimensions (``jax.vmap`` over the batch instead).
 
     Example:
         >>> from hwsim import photonic
@@ -273,7 +281,18 @@ def reconstruct(mesh: MZIMesh) -> Complex[Array, "n n"]:
     """
     if not isinstance(mesh, MZIMesh):
         raise TypeError(f"`mesh` must be an MZIMesh (from `decompose`), got {type(mesh).__name__}")
+    _check_unbatched(mesh, "mesh")
     return _reconstruct(mesh)
+
+
+def _check_unbatched(mesh: MZIMesh, name: str) -> None:
+    """One mesh, not a batch: ``MZIMesh`` admits leading batch dimensions (for ``vmap``'s inputs),
+    which the column tables cannot index; say so here instead of failing inside a JAX primitive."""
+    for leaf in ("theta", "phi", "output_phases", "transmission"):
+        shape = getattr(mesh, leaf).shape
+        if len(shape) != 1:
+            raise ValueError(f"`{name}.{leaf}` has shape {shape}, a batch of meshes; map over the batch "
+                             "with jax.vmap instead of passing it whole")
 
 
 @eqx.filter_jit
@@ -291,7 +310,7 @@ def _reconstruct(mesh: MZIMesh) -> Array:
             return a[:, None] * u + b[:, None] * u[p], None
 
         u, _ = lax.scan(column, u, (alpha[coef], beta[coef], jnp.asarray(partner)))
-    d = lax.complex(jnp.cos(mesh.output_phases), jnp.sin(mesh.output_phases))
+    d = _unit_phasor(mesh.output_phases, cdt)
     return d[:, None] * u
 
 

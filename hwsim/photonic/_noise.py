@@ -34,7 +34,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 import sciml.backend as B
 from sciml._checks import check_real_scalar
 
-from ._mesh import MZIMesh, SVDMesh
+from ._mesh import MZIMesh, SVDMesh, _check_unbatched
 
 __all__ = ["Noise", "fidelity", "perturb"]
 
@@ -181,6 +181,7 @@ def perturb(mesh: MZIMesh | SVDMesh, noise: Noise, *, key: PRNGKeyArray) -> MZIM
 
     Raises:
         TypeError: ``mesh`` or ``noise`` of the wrong type; ``key`` is not a PRNG key.
+        ValueError: the mesh's leaves have batch dimensions (``jax.vmap`` over the batch instead).
 
     Example:
         >>> from hwsim import photonic
@@ -193,6 +194,8 @@ def perturb(mesh: MZIMesh | SVDMesh, noise: Noise, *, key: PRNGKeyArray) -> MZIM
     if not isinstance(noise, Noise):
         raise TypeError(f"`noise` must be a Noise, got {type(noise).__name__}")
     if isinstance(mesh, SVDMesh):
+        _check_unbatched(mesh.u, "mesh.u")
+        _check_unbatched(mesh.vh, "mesh.vh")
         ku, kv = B.split_key(key, 2)
         return eqx.tree_at(
             lambda s: (s.u, s.vh),
@@ -201,6 +204,7 @@ def perturb(mesh: MZIMesh | SVDMesh, noise: Noise, *, key: PRNGKeyArray) -> MZIM
         )
     if not isinstance(mesh, MZIMesh):
         raise TypeError(f"`mesh` must be an MZIMesh or SVDMesh, got {type(mesh).__name__}")
+    _check_unbatched(mesh, "mesh")
     return _perturb(mesh, noise, _check_key(key))
 
 
@@ -258,7 +262,8 @@ def fidelity(
         The real fidelity (float64 if either input has 64-bit precision, else float32).
 
     Raises:
-        ValueError: the matrices are not square or their trailing shapes differ.
+        ValueError: the matrices are not square, their trailing shapes differ or their batch
+            dimensions do not broadcast.
         TypeError: an input is not numeric.
 
     Example:
@@ -279,6 +284,11 @@ def fidelity(
             raise ValueError(f"`{name}` must be square (..., N, N), got shape {x.shape}")
     if a.shape[-1] != b.shape[-1]:
         raise ValueError(f"`U` and `U_n` must have the same size N, got shapes {a.shape} and {b.shape}")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError as e:
+        raise ValueError(f"the batch dimensions of `U` and `U_n` must broadcast, got shapes {a.shape} "
+                         f"and {b.shape}") from e
     wide = any(np.dtype(x.dtype).itemsize >= (16 if jnp.iscomplexobj(x) else 8) for x in (a, b))
     return _fidelity(a, b, jnp.complex128 if wide else jnp.complex64)
 

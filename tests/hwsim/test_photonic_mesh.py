@@ -416,3 +416,31 @@ def test_mesh_layout_is_checked():
     with pytest.raises(TypeError, match="`phi` must have the dtype"):
         photonic.MZIMesh(**{**ok, "phi": jnp.zeros(2, jnp.float16)}, modes=((0, 1), (1, 2)),
                          columns=(0, 1))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_leaves_reconstruct_in_complex64(dtype):
+    """`decompose(dtype=...)` accepts float16/bfloat16; `lax.complex` takes only float32/float64 parts,
+    so the phasors are widened (B.complex_dtype maps half precision to complex64)."""
+    u = haar(3, 21)
+    m = photonic.decompose(u, dtype=dtype)
+    assert m.theta.dtype == dtype
+    rec = photonic.reconstruct(m)
+    assert rec.dtype == np.complex64
+    assert max_err(rec, u) < 3e-2  # bfloat16 phases: 8 significant bits
+    assert photonic.mzi_transfer(jnp.zeros(2, dtype), jnp.zeros(2, dtype)).dtype == np.complex64
+
+
+def test_batched_mesh_and_batch_mismatch_are_named(getkey):
+    """A mesh with batch dimensions (MZIMesh admits them, for vmap's inputs) and fidelities whose batch
+    dimensions do not broadcast: clear errors, not a failing JAX primitive."""
+    m = photonic.decompose(np.eye(3))
+    keys = jax.random.split(getkey(), 2)
+    batch = jax.vmap(lambda k: photonic.perturb(m, photonic.Noise(phase_std=0.1), key=k))(keys)
+    assert jax.vmap(photonic.reconstruct)(batch).shape == (2, 3, 3)
+    with pytest.raises(ValueError, match=r"`mesh.theta` has shape \(2, 3\), a batch of meshes"):
+        photonic.reconstruct(batch)
+    with pytest.raises(ValueError, match="`mesh.theta` has shape"):
+        photonic.perturb(batch, photonic.Noise(), key=getkey())
+    with pytest.raises(ValueError, match="batch dimensions of `U` and `U_n` must broadcast"):
+        photonic.fidelity(jnp.zeros((2, 3, 3)), jnp.zeros((4, 3, 3)))
