@@ -192,6 +192,19 @@ def _check_key(key):
             f"`key` must be a JAX PRNG key (jax.random.key(seed) or sciml.backend.key(seed)), "
             f"got {type(key).__name__}"
         )
+    # One key, not a batch of them (which would fail later inside the traced step). A raw uint32
+    # key is checked against the default PRNG implementation's key shape ((2,) for threefry).
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    try:
+        shape = key.shape if typed else jax.random.wrap_key_data(key).shape
+    except (TypeError, ValueError):
+        shape = None
+    if shape != ():
+        raise ValueError(
+            f"`key` must be a single PRNG key (jax.random.key(seed), or one raw key of the default "
+            f"implementation), got dtype {key.dtype} and shape {key.shape}; pass one key, e.g. "
+            "`jax.random.split(key)[0]`"
+        )
 
 
 def _check_steps(steps):

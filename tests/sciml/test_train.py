@@ -222,6 +222,11 @@ def test_bad_input_errors():
         fit(make_model(), loss_fn, data, opt, steps=-1, key=jax.random.key(0))
     with pytest.raises(TypeError, match="`key` must be a JAX PRNG key"):
         fit(make_model(), loss_fn, data, opt, steps=2, key=0)
+    # a batch of keys used to fail inside the traced step with JAX's own split/fold_in error
+    with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*shape \(2,\)"):
+        fit(make_model(), loss_fn, data, opt, steps=2, key=jax.random.split(jax.random.key(0)))
+    with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*shape \(5,\)"):
+        next(sciml.train.minibatches(data, 4, key=jnp.zeros(5, jnp.uint32)))
     with pytest.raises(TypeError, match="`optimizer` must be an optax.GradientTransformation"):
         fit(make_model(), loss_fn, data, "adam", steps=2, key=jax.random.key(0))
     with pytest.raises(ValueError, match="must return a scalar"):
