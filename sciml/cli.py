@@ -92,6 +92,16 @@ def info() -> dict[str, Any]:
     }
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     data = info()
     if args.json:
@@ -164,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="run every system on a small default and print a table")
     p_demo.add_argument("--out", default="sciml-demo", help="directory for plots and results.json")
     p_demo.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    p_demo.add_argument("--steps", type=int, default=None, help="training steps (default per system)")
+    p_demo.add_argument("--steps", type=_positive_int, default=None,
+                        help="training steps (default per system)")
     p_demo.add_argument("--only", nargs="*", default=None, help="run only these systems")
     p_demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p_demo.add_argument("--json", action="store_true", help="print the table as JSON")

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+from sciml import backend
+
 from ._schedule import AbstractSchedule
 
 
@@ -226,7 +228,8 @@ def sample(denoiser: Callable, shape: tuple[int, ...], *, key: Array,
         cond: the condition passed to the denoiser (conditional models).
 
     Returns:
-        The sample, of shape ``shape``. Batch with ``jax.vmap`` over keys.
+        The sample, of shape ``shape``, in the dtype of the denoiser's weights (the backend's default
+        float dtype for a denoiser without array leaves). Batch with ``jax.vmap`` over keys.
 
     Example:
         >>> import jax, sciml
@@ -245,7 +248,10 @@ def sample(denoiser: Callable, shape: tuple[int, ...], *, key: Array,
         schedule = getattr(denoiser, "schedule", None)
         if not isinstance(schedule, AbstractSchedule):
             raise ValueError("`schedule` is needed when `denoiser` has no `.schedule`")
-    dtype = jnp.result_type(float)
+    # the noise (and so the whole chain) in the model's own precision; the backend's for a plain
+    # function (``result_type(float)`` gave float64 to a float32 model whenever 64-bit mode was on)
+    weights = [x for x in jax.tree_util.tree_leaves(denoiser) if eqx.is_inexact_array(x)]
+    dtype = weights[0].dtype if weights else backend.float_dtype()
     k0, k1 = jax.random.split(key)
     x_T = initial_noise(schedule, k0, shape, dtype)
     denoise = (lambda x, t: denoiser(x, t)) if cond is None else (lambda x, t: denoiser(x, t, cond))

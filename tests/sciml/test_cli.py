@@ -81,3 +81,11 @@ def test_console_script_is_installed():
     res = subprocess.run([exe, "info"], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "precision  float32" in res.stdout
+
+
+def test_demo_steps_must_be_positive(capsys):
+    # --steps 0 used to be replaced silently by each system's default
+    for bad in ("0", "-3", "x"):
+        with pytest.raises(SystemExit):
+            cli.main(["demo", "--steps", bad])
+        assert "--steps: expected a positive int" in capsys.readouterr().err

@@ -159,3 +159,24 @@ def test_bad_input_is_named(getkey):
         dm.denoising_loss(model, jnp.zeros((2, 1, 16, 16)), getkey(), p_uncond=1.5)
     with pytest.raises(TypeError, match="`sampler`"):
         dm.sample(model, (1, 16, 16), key=getkey(), sampler="ddim")
+
+
+def test_sample_runs_in_the_models_precision():
+    """The initial noise takes the denoiser's dtype (it was float64 whenever 64-bit mode was on,
+    even for a float32 model); a denoiser without weights gets the backend's default."""
+    import sciml
+
+    class Scaled(eqx.Module):
+        w: jax.Array
+        schedule: dm.AbstractSchedule
+
+        def __call__(self, x, t):
+            return self.w * x
+
+    model32 = Scaled(jnp.asarray(0.5, jnp.float32), dm.VP())
+    run = lambda m: dm.sample(m, (1, 4, 4), key=jax.random.key(0), schedule=dm.VP(),  # noqa: E731
+                              sampler=dm.DDIM(steps=3))
+    with sciml.backend.precision("float64"):
+        assert run(model32).dtype == jnp.float32
+        assert run(lambda x, t: 0.5 * x).dtype == jnp.float64
+    assert run(lambda x, t: 0.5 * x).dtype == jnp.float32
