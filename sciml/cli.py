@@ -92,7 +92,8 @@ def info() -> dict[str, Any]:
     }
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts (steps, restarts, ...): a positive int, or a usage error."""
     try:
         value = int(text)
     except ValueError:
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="run every system on a small default and print a table")
     p_demo.add_argument("--out", default="sciml-demo", help="directory for plots and results.json")
     p_demo.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    p_demo.add_argument("--steps", type=_positive_int, default=None,
+    p_demo.add_argument("--steps", type=positive_int, default=None,
                         help="training steps (default per system)")
     p_demo.add_argument("--only", nargs="*", default=None, help="run only these systems")
     p_demo.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -20,7 +20,7 @@ import pathlib
 import time
 from typing import Any
 
-from sciml.cli import DemoOptions, DemoRow, register_command, register_demo
+from sciml.cli import DemoOptions, DemoRow, positive_int, register_command, register_demo
 
 TASKS = ("digit-sum", "concepts")
 ENCODINGS = ("exact", "ltn", "plain")
@@ -29,16 +29,6 @@ CONCEPT_METHODS = ("klue", "baseline")
 # stall more often but show it early, so four are trained 600 steps and the best goes on alone.
 SUM_SCHEDULES = {"exact": dict(restarts=3), "plain": dict(restarts=3),
                  "ltn": dict(restarts=4, select_after=600)}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
-    return value
 
 
 def _seed(text: str) -> int:
@@ -235,17 +225,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                        "their sum) or concepts (classes that are hidden pairs of digits).")
     p.add_argument("--task", required=True, choices=TASKS, help="which benchmark")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the data split, pairs and PRNG")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps (default 3000)")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 3000)")
     p.add_argument("--encoding", choices=ENCODINGS, default=None,
                    help="digit-sum: exact probabilistic semantics, LTN-style fuzzy axiom, or a plain "
                    "network on the pair (default exact)")
-    p.add_argument("--pairs", type=_positive_int, default=None,
+    p.add_argument("--pairs", type=positive_int, default=None,
                    help="digit-sum: training pairs (default 1000)")
-    p.add_argument("--test-pairs", type=_positive_int, default=2000, help="digit-sum: test pairs")
-    p.add_argument("--restarts", type=_positive_int, default=None,
+    p.add_argument("--test-pairs", type=positive_int, default=2000, help="digit-sum: test pairs")
+    p.add_argument("--restarts", type=positive_int, default=None,
                    help="digit-sum: independent runs, the lowest training loss is kept "
                    "(default per encoding)")
-    p.add_argument("--select-after", type=_positive_int, default=None,
+    p.add_argument("--select-after", type=positive_int, default=None,
                    help="digit-sum: train the restarts this many steps, then only the best one "
                    "(default 600 for ltn, none otherwise)")
     p.add_argument("--method", choices=CONCEPT_METHODS, default=None,
