@@ -77,8 +77,7 @@ def _budget_summary(s, p: int) -> dict:
     vs_lin, vs_tall = layer_u[conv, sq] / layer_u[conv, lin], layer_u[conv, sq] / layer_u[conv, tall]
     conv_macs = np.asarray(s.layers.macs, np.float64)[conv, sq]
     chose_is = np.asarray(s.layers.input_stationary)
-    cyc = np.asarray(s.layers.cycles, np.float64).sum(0)
-    stall = np.asarray(s.layers.stall_cycles, np.float64).sum(0)
+    stall_share = np.asarray(s.stall_cycles, np.float64) / np.asarray(s.cycles, np.float64)
     return dict(
         grids=[name(j) for j in idx],
         utilization=[float(util[j]) for j in idx],
@@ -100,7 +99,7 @@ def _budget_summary(s, p: int) -> dict:
         conv_layers_square_over_1xN_at_least_6x=int((vs_lin >= 6).sum()),
         conv_layers=int(len(conv)),
         conv_mac_share_square_over_1xN_at_least_6x=float(conv_macs[vs_lin >= 6].sum() / conv_macs.sum()),
-        stall_fraction=[float(stall[j] / cyc[j]) for j in idx],
+        stall_fraction=[float(stall_share[j]) for j in idx],
         conv_layer_square_over_Nx1_max=float(vs_tall.max()),
         conv_layer_square_over_Nx1_median=float(np.median(vs_tall)),
         conv_layer_square_over_Nx1_max_layer=s.layers.names[int(conv[vs_tall.argmax()])],

@@ -295,8 +295,7 @@ def _cmd_photonic_sweep(args) -> int:
                              f"{ptc.k},{float(s.utilization[j]):.6g},{float(s.cycles[j]):.6g},"
                              f"{float(s.memory_accesses[j]):.6g},{float(s.throughput[j]):.6g},"
                              f"{float(s.energy_j[j]):.6g},{ug[j]:.6g},{uc[j]:.6g},{s.dataflow},"
-                             f"{int(n_is[j])},{args.sram_bandwidth or 'none'},"
-                             f"{float(np.asarray(s.layers.stall_cycles, np.float64)[:, j].sum()):.6g}")
+                             f"{int(n_is[j])},{s.sram_bandwidth or 'none'},{float(s.stall_cycles[j]):.6g}")
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"sciml hwsim photonic sweep: {e}") from None
     print("\n".join(lines))

@@ -576,7 +576,8 @@ class SweepResult(eqx.Module):
     Attributes:
         pes, grid_rows, grid_cols: shape ``(grids,)``.
         layers: the per-layer :class:`GridResult`, arrays shaped ``(layers, grids)``.
-        utilization, memory_accesses, cycles, throughput, energy_j: network totals, ``(grids,)``.
+        utilization, memory_accesses, cycles, stall_cycles, throughput, energy_j: network totals,
+            ``(grids,)``.
         is_gemv: per layer, whether ``M = 1`` (a fully connected layer on one input vector).
         topology: the network's name.
         dataflow: the dataflow swept (``"ws"``, ``"is"`` or ``"best"``; the per-layer choice is
@@ -590,6 +591,7 @@ class SweepResult(eqx.Module):
     utilization: Float[Array, " grids"]
     memory_accesses: Float[Array, " grids"]
     cycles: Float[Array, " grids"]
+    stall_cycles: Float[Array, " grids"]
     throughput: Float[Array, " grids"]
     energy_j: Float[Array, " grids"]
     is_gemv: Bool[Array, " layers"]
@@ -656,6 +658,6 @@ def sweep(topology: Topology | str, pes: Sequence[int] = (64, 256, 1024), k: int
     res, tot = _sweep_totals(*args)
     return SweepResult(pes=p_arr, grid_rows=r_arr, grid_cols=c_arr, layers=res,
                        utilization=tot["utilization"], memory_accesses=tot["memory_accesses"],
-                       cycles=tot["cycles"], throughput=tot["throughput"], energy_j=tot["energy_j"],
-                       is_gemv=topo.m == 1, topology=topo.name, dataflow=args[7],
-                       sram_bandwidth=args[8])
+                       cycles=tot["cycles"], stall_cycles=tot["stall_cycles"],
+                       throughput=tot["throughput"], energy_j=tot["energy_j"], is_gemv=topo.m == 1,
+                       topology=topo.name, dataflow=res.dataflow, sram_bandwidth=res.sram_bandwidth)
